@@ -1,0 +1,116 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
+	"github.com/ckpt-dev/ckpt/pkg/repository"
+	"github.com/ckpt-dev/ckpt/pkg/storage"
+)
+
+// Exit statuses, as documented in the root command's help and the README.
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitNotFound = 3
+	exitLocked   = 4
+	exitConflict = 5
+	exitCorrupt  = 6
+)
+
+// usageError marks an error as the user's: a bad flag or argument.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// exitCode is the one map from errors to exit statuses. The order of the
+// cases decides which status wins when errors are joined.
+func exitCode(err error) int {
+	var (
+		locked  *storage.LockedError
+		corrupt *checkpoint.CorruptError
+		usage   usageError
+	)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &usage), errors.Is(err, repository.ErrInvalidID),
+		errors.Is(err, checkpoint.ErrInvalid), errors.Is(err, storage.ErrEmpty):
+		return exitUsage
+	case errors.As(err, &corrupt):
+		return exitCorrupt
+	case errors.As(err, &locked):
+		return exitLocked
+	case errors.Is(err, storage.ErrConflict):
+		return exitConflict
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrNoCheckpoint):
+		return exitNotFound
+	default:
+		return exitError
+	}
+}
+
+// reportError prints err on stderr as "ckpt: ..." lines, one per joined
+// error, each followed by the hints that apply to it.
+func (a *app) reportError(err error) {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		fmt.Fprintf(a.io.Err, "ckpt: %s\n", message(e))
+		for _, h := range a.hints(e) {
+			fmt.Fprintf(a.io.Err, "ckpt: hint: %s\n", h)
+		}
+	}
+}
+
+func message(err error) string {
+	msg := err.Error()
+	if errors.Is(err, context.Canceled) {
+		msg = "interrupted; nothing was saved"
+	}
+	// One line per error: a wrapped multi-line error must not break the
+	// "ckpt: " prefix rule.
+	return strings.ReplaceAll(msg, "\n", "; ")
+}
+
+// hints returns what the user can do about err.
+func (a *app) hints(err error) []string {
+	var (
+		locked  *storage.LockedError
+		corrupt *checkpoint.CorruptError
+		version *checkpoint.VersionError
+		usage   usageError
+	)
+	switch {
+	case errors.As(err, &locked) && locked.Stale:
+		return []string{fmt.Sprintf("no process holds the lock any more; run 'ckpt break-lock %s', then try again", locked.Session)}
+	case errors.As(err, &locked) && locked.Owner != nil:
+		return []string{fmt.Sprintf("wait for the writer to finish; if it hangs, stop it, then run 'ckpt break-lock %s'", locked.Session)}
+	case errors.As(err, &locked):
+		return []string{"another writer took the lock; try again"}
+	case errors.Is(err, storage.ErrConflict):
+		return []string{"another process saved in between: load the session again and retry with its generation"}
+	case errors.As(err, &corrupt):
+		return []string{"the damaged file is left in place for inspection"}
+	case errors.As(err, &version):
+		return []string{"this session was written by a newer ckpt; upgrade ckpt to read it"}
+	case errors.Is(err, repository.ErrInvalidID):
+		return []string{"session ids are what 'ckpt create' printed, for example nightly-abcdefghijkl"}
+	case errors.Is(err, storage.ErrNotFound):
+		p, _ := a.repoPath()
+		return []string{fmt.Sprintf("'ckpt list' shows the sessions in %s", p)}
+	case errors.Is(err, storage.ErrNoCheckpoint):
+		return []string{"save one first with: ckpt save ID FILE"}
+	case errors.Is(err, storage.ErrEmpty):
+		return []string{"the input was empty, which usually means its producer failed; pass --allow-empty to save it anyway"}
+	case errors.As(err, &usage):
+		return []string{"run 'ckpt --help' or 'ckpt COMMAND --help' for usage"}
+	}
+	return nil
+}

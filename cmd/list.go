@@ -1,0 +1,40 @@
+package cmd
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/ckpt-dev/ckpt/pkg/repository"
+)
+
+func (a *app) newListCommand() *cobra.Command {
+	var f repository.Filter
+	c := &cobra.Command{
+		Use:     "list [--prefix P] [--flag F]...",
+		Aliases: []string{"ls"},
+		Short:   "List sessions, youngest first",
+		Long: `List the sessions in the repository, youngest first (by last save, else by
+creation): id, generation, payload size, age of the last save, title, flags
+and lock state ("live" or "stale").
+
+A damaged session is listed as DAMAGED with the reason; the others still list.
+An empty repository lists nothing and exits 0.`,
+		Example: `  ckpt list
+  ckpt list --prefix nightly --flag incomplete
+  ckpt list --json | jq -r '.[0].id'`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			r, err := a.repository()
+			if err != nil {
+				return err
+			}
+			entries, err := r.List(c.Context(), f)
+			if err != nil {
+				return err
+			}
+			return a.printList(entries)
+		},
+	}
+	c.Flags().StringVar(&f.Prefix, "prefix", "", "only sessions created with this prefix")
+	c.Flags().StringArrayVar(&f.Flags, "flag", nil, "only sessions with this flag set (repeatable)")
+	return c
+}

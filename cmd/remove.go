@@ -1,0 +1,48 @@
+package cmd
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+)
+
+func (a *app) newRemoveCommand() *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:     "remove ID...",
+		Aliases: []string{"rm"},
+		Short:   "Remove sessions",
+		Long: `Remove each session named, with all its checkpoints. A session whose writer
+is live (it holds session.next's lock) is refused with exit status 4 unless
+--force; a session whose lock is stale is removed.
+
+Each id is tried even if an earlier one fails; the exit status is that of the
+failures, and each is reported on stderr.`,
+		Example: `  ckpt remove "$S"
+  ckpt list --json | jq -r '.[].id' | xargs ckpt remove`,
+		Args: usageArgs(cobra.MinimumNArgs(1)),
+		RunE: func(c *cobra.Command, args []string) error {
+			r, err := a.repository()
+			if err != nil {
+				return err
+			}
+			removed := []string{}
+			var errs []error
+			for _, id := range args {
+				if err := r.Remove(c.Context(), id, force); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				removed = append(removed, id)
+			}
+			if a.json {
+				if err := a.printJSON(removedJSON{Removed: removed}); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
+	c.Flags().BoolVar(&force, "force", false, "remove even a session with a live writer")
+	return c
+}

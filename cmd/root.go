@@ -1,0 +1,159 @@
+// Package cmd is ckpt's command line: cobra commands, one file each, the
+// rendering of their output (output.go) and the one map from errors to exit
+// statuses (exit.go).
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/adrg/xdg"
+	"github.com/spf13/cobra"
+
+	"github.com/ckpt-dev/ckpt/pkg/repository"
+	"github.com/ckpt-dev/ckpt/pkg/storage"
+)
+
+// IO is where a run of ckpt reads and writes.
+type IO struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+}
+
+// app holds what every command shares: I/O, the environment and the global
+// flags.
+type app struct {
+	io     IO
+	getenv func(string) string
+	now    func() time.Time
+
+	repoFlag string
+	json     bool
+}
+
+const rootLong = `ckpt keeps checkpointed test-run sessions on disk. A long run saves its state
+after each step; when it is killed, rebooted or timed out, the next run
+resumes from the last complete checkpoint. A checkpoint is written to
+session.next, fsynced and renamed over the current one, so it is never torn.
+
+The repository is --repo, else $CKPT_REPOSITORY, else
+$XDG_CACHE_HOME/ckpt/sessions.
+
+EXIT STATUS
+  0  success
+  1  any other error (I/O, permission, ...)
+  2  usage error: bad flag, bad argument, invalid session id
+  3  not found: no such session, no checkpoint yet
+  4  locked: another writer holds session.next (live or stale)
+  5  conflict: --if-generation did not match the current generation
+  6  corrupt: the checkpoint fails its integrity check`
+
+const rootExample = `  S=$(ckpt create --prefix nightly --title "nightly $(date +%F)")
+  ./runner --step 1 > state.json && ckpt save "$S" state.json
+  ckpt load "$S" > state.json
+  ckpt list --prefix nightly`
+
+// Main runs ckpt with args (without the program name) and returns its exit
+// status.
+func Main(args []string, stdio IO, getenv func(string) string) int {
+	a := &app{io: stdio, getenv: getenv, now: time.Now}
+	root := a.newRootCommand()
+	root.SetArgs(args)
+	// SIGINT and SIGTERM cancel the context, so a save in progress removes
+	// its session.next instead of leaving a lock behind. A second signal
+	// kills as usual.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		a.reportError(err)
+	}
+	return exitCode(err)
+}
+
+func (a *app) newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "ckpt",
+		Short:         "Checkpointed test-run sessions that survive kills, reboots and timeouts",
+		Long:          rootLong,
+		Example:       rootExample,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          usageArgs(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			return c.Help()
+		},
+	}
+	root.SetIn(a.io.In)
+	root.SetOut(a.io.Out)
+	root.SetErr(a.io.Err)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.repoFlag, "repo", "", "repository directory (default $CKPT_REPOSITORY, else $XDG_CACHE_HOME/ckpt/sessions)")
+	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON on stdout")
+	root.AddCommand(
+		a.newCreateCommand(),
+		a.newListCommand(),
+		a.newSaveCommand(),
+		a.newLoadCommand(),
+		a.newShowCommand(),
+		a.newRemoveCommand(),
+		a.newBreakLockCommand(),
+		a.newVersionCommand(),
+	)
+	return root
+}
+
+// repoPath resolves the repository location: --repo, then $CKPT_REPOSITORY,
+// then the XDG cache directory.
+func (a *app) repoPath() (string, error) {
+	p := a.repoFlag
+	if p == "" {
+		p = a.getenv("CKPT_REPOSITORY")
+	}
+	if p == "" {
+		p = filepath.Join(xdg.CacheHome, "ckpt", "sessions")
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("repository path %q: %w", p, err)
+	}
+	return abs, nil
+}
+
+func (a *app) repository() (*repository.Repository, error) {
+	p, err := a.repoPath()
+	if err != nil {
+		return nil, err
+	}
+	return repository.Open(p)
+}
+
+// session opens one session of the repository by id.
+func (a *app) session(id string) (storage.Session, error) {
+	r, err := a.repository()
+	if err != nil {
+		return nil, err
+	}
+	return r.Open(id)
+}
+
+// usageArgs marks errors from a cobra argument validator as usage errors.
+func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if err := v(c, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,118 @@
+package checkpoint
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+	"unicode/utf8"
+)
+
+// Header is the metadata of a checkpoint. It is stored as JSON at the start of
+// the file, so it can be read without reading the payload.
+type Header struct {
+	// Generation counts saves: 0 for a session that was created but never
+	// saved, 1 after the first save, and one more after each save.
+	Generation uint64 `json:"generation"`
+	// Saved is when this generation was written.
+	Saved time.Time `json:"saved"`
+	// Created is when the session was created; it is carried from generation
+	// to generation.
+	Created time.Time `json:"created"`
+	// Title is a free-form, one-line description.
+	Title string `json:"title,omitempty"`
+	// Flags is a sorted set of short words such as "incomplete" or "submitted".
+	Flags []string `json:"flags,omitempty"`
+	// App names the application that owns the payload format.
+	App string `json:"app,omitempty"`
+	// Owner is the process that wrote this file. In a session.next file it
+	// identifies the lock holder.
+	Owner *Owner `json:"owner,omitempty"`
+}
+
+// Owner identifies the process that writes a checkpoint.
+type Owner struct {
+	PID     int       `json:"pid"`
+	Host    string    `json:"host"`
+	User    string    `json:"user,omitempty"`
+	Started time.Time `json:"started"`
+	Command string    `json:"command,omitempty"`
+}
+
+func (o *Owner) String() string {
+	if o == nil {
+		return "an unknown process"
+	}
+	s := fmt.Sprintf("pid %d on %s", o.PID, o.Host)
+	if o.Command != "" {
+		s += fmt.Sprintf(" (%s)", o.Command)
+	}
+	if !o.Started.IsZero() {
+		s += " since " + o.Started.UTC().Format(time.RFC3339)
+	}
+	return s
+}
+
+// Limits on header fields. They keep a header small enough to be read on every
+// listing and stop a damaged or hostile file from making a reader allocate
+// without bound.
+const (
+	MaxHeaderSize = 1 << 20
+	MaxTitleLen   = 1024
+	MaxAppLen     = 128
+	MaxFlags      = 64
+	MaxFlagLen    = 32
+)
+
+var flagRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+
+// ValidFlag reports whether f can be used as a flag: lowercase letters,
+// digits, '-', '_' and '.', starting with a letter or digit, at most
+// MaxFlagLen bytes.
+func ValidFlag(f string) bool {
+	return len(f) <= MaxFlagLen && flagRE.MatchString(f)
+}
+
+// Validate reports whether h can be written: flags are valid, sorted and
+// unique, and text fields are valid UTF-8 within their limits.
+func (h *Header) Validate() error {
+	if len(h.Title) > MaxTitleLen {
+		return fmt.Errorf("title is %d bytes, the limit is %d", len(h.Title), MaxTitleLen)
+	}
+	if !utf8.ValidString(h.Title) {
+		return fmt.Errorf("title is not valid UTF-8")
+	}
+	if len(h.App) > MaxAppLen || !utf8.ValidString(h.App) {
+		return fmt.Errorf("app id must be valid UTF-8 of at most %d bytes", MaxAppLen)
+	}
+	if len(h.Flags) > MaxFlags {
+		return fmt.Errorf("%d flags, the limit is %d", len(h.Flags), MaxFlags)
+	}
+	for i, f := range h.Flags {
+		if !ValidFlag(f) {
+			return fmt.Errorf("invalid flag %q: flags are lowercase letters, digits, '-', '_' and '.', at most %d characters", f, MaxFlagLen)
+		}
+		if i > 0 && h.Flags[i-1] >= f {
+			return fmt.Errorf("flags must be sorted and unique")
+		}
+	}
+	return nil
+}
+
+// HasFlag reports whether f is set.
+func (h *Header) HasFlag(f string) bool {
+	_, found := slices.BinarySearch(h.Flags, f)
+	return found
+}
+
+// SetFlags returns the flags of h with add set and remove cleared, sorted and
+// without duplicates. A flag in both lists ends up cleared.
+func (h *Header) SetFlags(add, remove []string) []string {
+	out := slices.Concat(h.Flags, add)
+	out = slices.DeleteFunc(out, func(f string) bool { return slices.Contains(remove, f) })
+	if len(out) == 0 {
+		return nil
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -1,0 +1,255 @@
+package repository
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/gosimple/slug"
+
+	"github.com/ckpt-dev/ckpt/pkg/storage"
+)
+
+// Limits on ids.
+const (
+	MaxIDLen     = 128
+	MaxPrefixLen = 40
+	// DefaultPrefix names sessions whose prefix slugs to nothing.
+	DefaultPrefix = "session"
+)
+
+// ErrInvalidID reports a session id outside the id rules.
+var ErrInvalidID = errors.New("invalid session id")
+
+var idRE = regexp.MustCompile(`^[a-z0-9_-][a-z0-9._-]*$`)
+
+// ValidateID returns an error wrapping ErrInvalidID unless id is a valid
+// session id.
+func ValidateID(id string) error {
+	var why string
+	switch {
+	case id == "":
+		why = "it is empty"
+	case len(id) > MaxIDLen:
+		why = fmt.Sprintf("it is %d characters long, the limit is %d", len(id), MaxIDLen)
+	case id[0] == '.':
+		why = "it starts with '.'"
+	case !idRE.MatchString(id):
+		why = "ids are lowercase letters, digits, '-', '_' and '.'"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w %q: %s", ErrInvalidID, truncate(id, 40), why)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// Slug turns a free-form prefix into the first part of a session id: a
+// lowercase slug of at most MaxPrefixLen characters, DefaultPrefix if nothing
+// is left.
+func Slug(prefix string) string {
+	s := slug.Make(prefix)
+	if len(s) > MaxPrefixLen {
+		s = strings.TrimRight(s[:MaxPrefixLen], "-_")
+	}
+	if s == "" {
+		return DefaultPrefix
+	}
+	return s
+}
+
+// Repository is a directory of sessions. It is safe for concurrent use.
+type Repository struct {
+	root string
+}
+
+// Open returns the repository at root, which must be an absolute path. The
+// directory need not exist yet: Create makes it.
+func Open(root string) (*Repository, error) {
+	if !filepath.IsAbs(root) {
+		return nil, fmt.Errorf("repository path %q is not absolute", root)
+	}
+	r := &Repository{root: filepath.Clean(root)}
+	if _, err := r.exists(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Root returns the repository's directory.
+func (r *Repository) Root() string { return r.root }
+
+// exists reports whether the repository directory exists, and fails if its
+// path names something that is not a directory.
+func (r *Repository) exists() (bool, error) {
+	fi, err := os.Stat(r.root)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("repository %s: %w", r.root, err)
+	case !fi.IsDir():
+		return false, fmt.Errorf("repository %s is not a directory", r.root)
+	}
+	return true, nil
+}
+
+// CreateOptions describe a new session.
+type CreateOptions struct {
+	Prefix string
+	Title  string
+	App    string
+	Flags  []string
+}
+
+// Create makes a new session named Slug(Prefix) followed by a random suffix,
+// and writes its generation 0 (metadata, no payload).
+func (r *Repository) Create(ctx context.Context, o CreateOptions) (*storage.Dir, error) {
+	if err := os.MkdirAll(r.root, 0o700); err != nil {
+		return nil, fmt.Errorf("create repository: %w", err)
+	}
+	prefix := Slug(o.Prefix)
+	for range 8 {
+		id := prefix + "-" + randomSuffix()
+		path := filepath.Join(r.root, id)
+		err := os.Mkdir(path, 0o700)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create session: %w", err)
+		}
+		d, err := storage.Init(ctx, path,
+			storage.WithTitle(o.Title), storage.WithApp(o.App),
+			storage.WithFlags(o.Flags, nil), storage.WithCommand("ckpt create"))
+		if err != nil {
+			return nil, errors.Join(err, os.RemoveAll(path))
+		}
+		return d, nil
+	}
+	return nil, fmt.Errorf("create session: no free id after 8 tries")
+}
+
+var suffixEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// randomSuffix returns 60 random bits as 12 lowercase base32 characters.
+func randomSuffix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return suffixEncoding.EncodeToString(b[:])[:12]
+}
+
+// Open returns the session with the given id.
+func (r *Repository) Open(id string) (storage.Session, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	return storage.Open(filepath.Join(r.root, id))
+}
+
+// Entry is one session in a listing. Err is set, and Status nil, when the
+// session is damaged.
+type Entry struct {
+	ID     string
+	Status *storage.Status
+	Err    error
+}
+
+// Filter selects sessions in a listing. Zero values select everything.
+type Filter struct {
+	// Prefix keeps ids that start with Slug(Prefix) followed by '-'.
+	Prefix string
+	// Flags keeps sessions that have every one of these flags set.
+	Flags []string
+}
+
+func (f Filter) keepID(id string) bool {
+	return f.Prefix == "" || strings.HasPrefix(id, Slug(f.Prefix)+"-")
+}
+
+func (f Filter) keep(st *storage.Status) bool {
+	for _, fl := range f.Flags {
+		if st.Header == nil || !st.Header.HasFlag(fl) {
+			return false
+		}
+	}
+	return true
+}
+
+// List returns the sessions that match f, youngest first: by last save, else
+// by creation. Sessions removed while List runs are left out; damaged ones are
+// listed with their error (a flag filter cannot be applied to them, so they
+// are listed whatever it says).
+func (r *Repository) List(ctx context.Context, f Filter) ([]Entry, error) {
+	des, err := os.ReadDir(r.root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list repository %s: %w", r.root, err)
+	}
+	var out []Entry
+	for _, de := range des {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		id := de.Name()
+		if strings.HasPrefix(id, ".") || !f.keepID(id) {
+			continue
+		}
+		e := Entry{ID: id}
+		if e.Err = ValidateID(id); e.Err == nil {
+			e.Status, e.Err = r.stat(ctx, id)
+		}
+		if errors.Is(e.Err, storage.ErrNotFound) {
+			continue // removed while we listed
+		}
+		if e.Err == nil && !f.keep(e.Status) {
+			continue
+		}
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b Entry) int {
+		var ta, tb int64
+		if a.Status != nil {
+			ta = a.Status.Modified.UnixNano()
+		}
+		if b.Status != nil {
+			tb = b.Status.Modified.UnixNano()
+		}
+		return cmp.Or(cmp.Compare(tb, ta), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+func (r *Repository) stat(ctx context.Context, id string) (*storage.Status, error) {
+	s, err := storage.Open(filepath.Join(r.root, id))
+	if err != nil {
+		return nil, err
+	}
+	return s.Stat(ctx)
+}
+
+// Remove deletes the session with the given id. A session with a live writer
+// is refused with a *storage.LockedError unless force is set.
+func (r *Repository) Remove(ctx context.Context, id string, force bool) error {
+	s, err := r.Open(id)
+	if err != nil {
+		return err
+	}
+	return s.Remove(ctx, force)
+}

@@ -1,0 +1,120 @@
+package storage
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"os/user"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
+)
+
+// CreateGrace is how long a session.next without a readable owner is presumed
+// to belong to a writer between its create and its flock. Past it, a free
+// flock proves the writer is gone.
+const CreateGrace = 5 * time.Second
+
+var hostname = sync.OnceValue(func() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown-host"
+	}
+	return h
+})
+
+var username = sync.OnceValue(func() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+})
+
+func currentOwner(command string, now time.Time) *checkpoint.Owner {
+	if len(command) > 256 {
+		command = command[:256]
+	}
+	return &checkpoint.Owner{
+		PID:     os.Getpid(),
+		Host:    hostname(),
+		User:    username(),
+		Started: now.UTC(),
+		Command: strings.ToValidUTF8(command, "?"),
+	}
+}
+
+// processGone reports whether o ran on this host under a pid that no longer
+// exists.
+func processGone(o *checkpoint.Owner) bool {
+	if o == nil || o.Host != hostname() || o.PID <= 0 {
+		return false
+	}
+	return errors.Is(unix.Kill(o.PID, 0), syscall.ESRCH)
+}
+
+// inspectLock reports the lock held through the session.next at path, nil if
+// there is none.
+func inspectLock(path string, now time.Time) (*Lock, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case errors.Is(err, syscall.ELOOP):
+		return &Lock{Stale: true, Reason: "session.next is a symbolic link, not a writer's file"}, nil
+	case err != nil:
+		return nil, err
+	}
+	defer f.Close()
+	// A shared probe: it fails while a writer holds its exclusive flock.
+	free := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) == nil
+	if free {
+		defer unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	}
+	return judgeLock(f, free, now)
+}
+
+// judgeLock decides whether the lock file f, whose flock is free or not, is
+// stale.
+func judgeLock(f *os.File, free bool, now time.Time) (*Lock, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	l := &Lock{Since: fi.ModTime()}
+	if !fi.Mode().IsRegular() {
+		l.Stale, l.Reason = true, "session.next is not a regular file"
+		return l, nil
+	}
+	if h, _, err := checkpoint.ReadHeader(f); err == nil {
+		l.Owner = h.Owner
+	}
+	switch {
+	case !free:
+		l.Reason = "its writer holds the flock"
+	case l.Owner != nil:
+		l.Stale, l.Reason = true, "no process holds its flock"
+	case now.Sub(fi.ModTime()) > CreateGrace:
+		l.Stale, l.Reason = true, "no process holds its flock and it names no owner"
+	default:
+		l.Reason = "it is being created"
+	}
+	if !l.Stale && l.Owner != nil && processGone(l.Owner) {
+		l.Stale, l.Reason = true, "its writer's pid no longer exists on this host"
+	}
+	return l, nil
+}
+
+// sameFile reports whether path still names the file open as f.
+func sameFile(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Lstat(path)
+	return err == nil && os.SameFile(a, b)
+}

@@ -1,0 +1,179 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
+)
+
+// Session is one checkpointed session, whatever stores it.
+type Session interface {
+	// ID returns the session's id.
+	ID() string
+	// Stat returns the session's metadata and lock state without reading
+	// the payload.
+	Stat(ctx context.Context) (*Status, error)
+	// Save reads payload to its end and commits it as the next generation.
+	Save(ctx context.Context, payload io.Reader, opts ...SaveOption) (*Saved, error)
+	// Load returns the current checkpoint, verified before any byte of it
+	// is handed out. The caller must close it.
+	Load(ctx context.Context) (*Checkpoint, error)
+	// BreakLock removes a stale lock, or a live one when force is set, and
+	// returns what it removed; it returns nil, nil when there was no lock.
+	BreakLock(ctx context.Context, force bool) (*Lock, error)
+	// Remove deletes the session. A session with a live writer is refused
+	// with a *LockedError unless force is set.
+	Remove(ctx context.Context, force bool) error
+}
+
+// Errors returned by sessions. They are wrapped with the session id; test
+// for them with errors.Is.
+var (
+	ErrNotFound     = errors.New("no such session")
+	ErrNoCheckpoint = errors.New("no checkpoint saved yet")
+	ErrConflict     = errors.New("generation conflict")
+	ErrEmpty        = errors.New("refusing to save an empty payload")
+	ErrSymlink      = errors.New("refusing to follow a symbolic link")
+)
+
+// Status describes a session as Stat sees it.
+type Status struct {
+	ID string
+	// Header is the current checkpoint's header; generation 0 means the
+	// session was created but never saved. It is nil when the session has
+	// no checkpoint file at all (its creation did not complete).
+	Header *checkpoint.Header
+	// Size is the payload size in bytes.
+	Size int64
+	// Modified is when the session last changed: the checkpoint's save time,
+	// else the directory's modification time.
+	Modified time.Time
+	// Lock is the session's lock, nil when it is not locked.
+	Lock *Lock
+}
+
+// Saved describes a checkpoint that Save committed.
+type Saved struct {
+	Header *checkpoint.Header
+	Size   int64
+}
+
+// Checkpoint is a verified checkpoint being read.
+type Checkpoint struct {
+	Header *checkpoint.Header
+	Size   int64
+	io.ReadCloser
+}
+
+// Lock describes a session's lock: the session.next file of a writer that is
+// active or crashed.
+type Lock struct {
+	// Owner is the writer recorded in the lock; nil if none could be read.
+	Owner *checkpoint.Owner
+	// Stale is true when the writer is provably gone.
+	Stale bool
+	// Reason says why the lock is, or is not, considered stale.
+	Reason string
+	// Since is when the lock file was last written.
+	Since time.Time
+}
+
+// LockedError reports that a session is locked by another writer.
+type LockedError struct {
+	Session string
+	Lock
+}
+
+func (e *LockedError) Error() string {
+	state := "live"
+	if e.Stale {
+		state = "stale"
+	}
+	return fmt.Sprintf("session %s is locked by %s (%s lock: %s)", e.Session, e.Owner, state, e.Reason)
+}
+
+// SaveOption changes what Save writes.
+type SaveOption func(*saveConfig)
+
+type saveConfig struct {
+	ifGeneration *uint64
+	title        *string
+	app          *string
+	setFlags     []string
+	clearFlags   []string
+	command      string
+	allowEmpty   bool
+	now          func() time.Time
+}
+
+// IfGeneration makes the save a compare-and-swap: it fails with ErrConflict
+// unless the current generation is n when the lock is held.
+func IfGeneration(n uint64) SaveOption {
+	return func(c *saveConfig) { c.ifGeneration = &n }
+}
+
+// WithTitle sets the title; without it the previous title is kept.
+func WithTitle(t string) SaveOption { return func(c *saveConfig) { c.title = &t } }
+
+// WithApp sets the application id; without it the previous one is kept.
+func WithApp(app string) SaveOption { return func(c *saveConfig) { c.app = &app } }
+
+// WithFlags sets and clears flags; the others are kept.
+func WithFlags(set, clear []string) SaveOption {
+	return func(c *saveConfig) {
+		c.setFlags = append(c.setFlags, set...)
+		c.clearFlags = append(c.clearFlags, clear...)
+	}
+}
+
+// WithCommand records the command that saves, shown to anyone who finds the
+// session locked.
+func WithCommand(cmd string) SaveOption { return func(c *saveConfig) { c.command = cmd } }
+
+// AllowEmpty lets Save commit an empty payload. Without it an empty payload
+// fails with ErrEmpty, since it usually means the producer failed.
+func AllowEmpty() SaveOption { return func(c *saveConfig) { c.allowEmpty = true } }
+
+func newSaveConfig(opts []SaveOption) *saveConfig {
+	c := &saveConfig{now: time.Now}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// next returns the header of the generation after prev (nil for none).
+func (c *saveConfig) next(prev *checkpoint.Header, owner *checkpoint.Owner) *checkpoint.Header {
+	now := c.now().UTC()
+	h := &checkpoint.Header{Saved: now, Created: now, Owner: owner}
+	if prev != nil {
+		h.Generation = prev.Generation + 1
+		h.Created = prev.Created
+		h.Title, h.App, h.Flags = prev.Title, prev.App, prev.Flags
+	}
+	if c.title != nil {
+		h.Title = *c.title
+	}
+	if c.app != nil {
+		h.App = *c.app
+	}
+	h.Flags = h.SetFlags(c.setFlags, c.clearFlags)
+	return h
+}
+
+// ctxReader stops a streaming copy when its context is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
