@@ -22,6 +22,14 @@ const (
 	exitCorrupt  = 6
 )
 
+// errorList holds the failures of a command that carries on past errors,
+// such as remove. Each is reported on its own line.
+type errorList []error
+
+func (l errorList) Error() string { return errors.Join(l...).Error() }
+
+func (l errorList) Unwrap() []error { return l }
+
 // usageError marks an error as the user's: a bad flag or argument.
 type usageError struct{ error }
 
@@ -58,8 +66,8 @@ func exitCode(err error) int {
 // error, each followed by the hints that apply to it.
 func (a *app) reportError(err error) {
 	errs := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
+	if l, ok := err.(errorList); ok {
+		errs = l
 	}
 	for _, e := range errs {
 		fmt.Fprintf(a.io.Err, "ckpt: %s\n", message(e))

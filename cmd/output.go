@@ -124,7 +124,8 @@ func (a *app) printList(entries []repository.Entry) error {
 	now := a.now()
 	for _, e := range entries {
 		if e.Err != nil {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\tDAMAGED: %s\t-\t-\n", e.ID, oneLine(e.Err.Error(), 80))
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tDAMAGED\t-\t-\n", e.ID)
+			a.warn("%s", message(e.Err))
 			continue
 		}
 		st := e.Status
@@ -222,6 +223,11 @@ func oneLine(s string, n int) string {
 		return string(r[:n-1]) + "…"
 	}
 	return s
+}
+
+// warn prints a warning on stderr.
+func (a *app) warn(format string, args ...any) {
+	fmt.Fprintf(a.io.Err, "ckpt: warning: "+format+"\n", args...)
 }
 
 // notice prints an informational line on stderr, where it does not mix with

@@ -1,8 +1,6 @@
 package cmd
 
 import (
-	"errors"
-
 	"github.com/spf13/cobra"
 )
 
@@ -40,7 +38,10 @@ failures, and each is reported on stderr.`,
 					errs = append(errs, err)
 				}
 			}
-			return errors.Join(errs...)
+			if len(errs) > 0 {
+				return errorList(errs)
+			}
+			return nil
 		},
 	}
 	c.Flags().BoolVar(&force, "force", false, "remove even a session with a live writer")

@@ -155,14 +155,18 @@ func ReadHeader(r io.Reader) (*Header, int64, error) {
 
 func readHeader(r io.Reader) (*Header, []byte, error) {
 	pre := make([]byte, preambleLen)
-	if _, err := io.ReadFull(r, pre); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	n, err := io.ReadFull(r, pre)
+	if m := min(n, len(magic)); n == 0 || string(pre[:m]) != magic[:m] {
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, nil, err
+		}
+		return nil, nil, corrupt("not a checkpoint file (bad magic)")
+	}
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, nil, corrupt("truncated before the end of the header")
 		}
 		return nil, nil, err
-	}
-	if string(pre[:len(magic)]) != magic {
-		return nil, nil, corrupt("not a checkpoint file (bad magic)")
 	}
 	if v := binary.BigEndian.Uint32(pre[8:12]); v != Version {
 		return nil, nil, &VersionError{Version: v}

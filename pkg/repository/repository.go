@@ -16,6 +16,7 @@ import (
 
 	"github.com/gosimple/slug"
 
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
@@ -119,6 +120,11 @@ type CreateOptions struct {
 // Create makes a new session named Slug(Prefix) followed by a random suffix,
 // and writes its generation 0 (metadata, no payload).
 func (r *Repository) Create(ctx context.Context, o CreateOptions) (*storage.Dir, error) {
+	meta := checkpoint.Header{Title: o.Title, App: o.App}
+	meta.Flags = meta.SetFlags(o.Flags, nil)
+	if err := meta.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", checkpoint.ErrInvalid, err)
+	}
 	if err := os.MkdirAll(r.root, 0o700); err != nil {
 		return nil, fmt.Errorf("create repository: %w", err)
 	}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/ckpt-dev/ckpt/cmd"
+	"github.com/ckpt-dev/ckpt/pkg/storage"
+)
+
+// TestMain lets the end-to-end scripts run ckpt, and a writer that holds a
+// session's lock, as programs.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"ckpt": func() {
+			os.Exit(cmd.Main(os.Args[1:], cmd.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, os.Getenv))
+		},
+		"ckpt-writer": holdLock,
+	})
+}
+
+// holdLock is a writer that never finishes: it starts a save into the
+// session directory os.Args[1], writes a few bytes and blocks, holding the
+// session's lock until it is killed.
+func holdLock() {
+	s, err := storage.Open(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	_, err = s.Save(context.Background(), &blockingReader{data: []byte("partial")}, storage.WithCommand("ckpt-writer"))
+	fmt.Fprintln(os.Stderr, "save returned:", err)
+	os.Exit(1)
+}
+
+type blockingReader struct{ data []byte }
+
+func (r *blockingReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		select {}
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 filepath.Join("testdata", "script"),
+		RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			// Never the real home or cache: both live inside the script's
+			// work directory, and the default repository with them.
+			e.Setenv("HOME", filepath.Join(e.WorkDir, "home"))
+			e.Setenv("XDG_CACHE_HOME", filepath.Join(e.WorkDir, "cache"))
+			e.Setenv("REPO", filepath.Join(e.WorkDir, "cache", "ckpt", "sessions"))
+			return nil
+		},
+		Cmds: map[string]func(*testscript.TestScript, bool, []string){
+			"exits":    cmdExits,
+			"capture":  cmdCapture,
+			"waitfile": cmdWaitFile,
+			"killsave": cmdKillSave,
+			"damage":   cmdDamage,
+			"perm":     cmdPerm,
+			"backdate": cmdBackdate,
+		},
+	})
+}
+
+// exits N PROG [ARGS...] runs PROG and checks that it exits with status N.
+// Its stdout and stderr can be checked afterwards as with exec.
+func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits N prog [args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		got = ee.ExitCode()
+	} else if err != nil {
+		ts.Fatalf("%s: %v", args[1], err)
+	}
+	if got != want {
+		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+	}
+}
+
+// capture VAR sets $VAR to the last command's stdout, trimmed.
+func cmdCapture(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: capture VAR")
+	}
+	ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile("stdout")))
+}
+
+// waitfile PATH waits up to 30 seconds for PATH to exist.
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitfile path")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if fi, err := os.Lstat(ts.MkAbs(args[0])); err == nil && fi.Size() > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear", args[0])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// killsave ID runs 'ckpt save ID -', feeds it part of a payload, and kills
+// it with SIGKILL once its session.next exists: a writer that crashed
+// mid-save.
+func cmdKillSave(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: killsave ID")
+	}
+	path, err := exec.LookPath("ckpt")
+	ts.Check(err)
+	c := exec.Command(path, "save", args[0], "-")
+	c.Dir = ts.MkAbs(".")
+	for _, kv := range []string{"HOME", "XDG_CACHE_HOME", "CKPT_REPOSITORY", "PATH"} {
+		c.Env = append(c.Env, kv+"="+ts.Getenv(kv))
+	}
+	stdin, err := c.StdinPipe()
+	ts.Check(err)
+	ts.Check(c.Start())
+	_, err = io.WriteString(stdin, strings.Repeat("half-written state\n", 1000))
+	ts.Check(err)
+	repo := ts.Getenv("CKPT_REPOSITORY")
+	if repo == "" {
+		repo = ts.Getenv("REPO")
+	}
+	cmdWaitFile(ts, false, []string{filepath.Join(repo, args[0], storage.NextFile)})
+	ts.Check(c.Process.Signal(syscall.SIGKILL))
+	if err := c.Wait(); err == nil {
+		ts.Fatalf("ckpt save finished before it was killed")
+	}
+	stdin.Close()
+}
+
+// damage flip|truncate FILE flips one bit in the middle of FILE's last 100
+// bytes, or cuts its last 10 bytes off.
+func cmdDamage(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: damage flip|truncate file")
+	}
+	path := ts.MkAbs(args[1])
+	b, err := os.ReadFile(path)
+	ts.Check(err)
+	switch args[0] {
+	case "flip":
+		b[len(b)-100+3] ^= 0x10
+	case "truncate":
+		b = b[:len(b)-10]
+	default:
+		ts.Fatalf("unknown damage %q", args[0])
+	}
+	ts.Check(os.WriteFile(path, b, 0o600))
+}
+
+// perm MODE PATH checks PATH's permission bits, in octal.
+func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: perm mode path")
+	}
+	want, err := strconv.ParseUint(args[0], 8, 32)
+	ts.Check(err)
+	fi, err := os.Lstat(ts.MkAbs(args[1]))
+	ts.Check(err)
+	if got := fi.Mode().Perm(); got != os.FileMode(want) {
+		ts.Fatalf("%s has mode %#o, want %#o", args[1], got, want)
+	}
+}
+
+// backdate PATH sets PATH's modification time an hour back.
+func cmdBackdate(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: backdate path")
+	}
+	old := time.Now().Add(-time.Hour)
+	ts.Check(os.Chtimes(ts.MkAbs(args[0]), old, old))
+}
