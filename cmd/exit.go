@@ -55,7 +55,8 @@ func exitCode(err error) int {
 		return exitLocked
 	case errors.Is(err, storage.ErrConflict):
 		return exitConflict
-	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrNoCheckpoint):
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrNoCheckpoint),
+		errors.Is(err, storage.ErrNoGeneration):
 		return exitNotFound
 	default:
 		return exitError
@@ -105,7 +106,9 @@ func (a *app) hints(err error) []string {
 	case errors.Is(err, storage.ErrConflict):
 		return []string{"another process saved in between: load the session again and retry with its generation"}
 	case errors.As(err, &corrupt):
-		return []string{"the damaged file is left in place for inspection"}
+		return []string{"damaged files are left in place for inspection; 'ckpt history ID' shows which generations are intact"}
+	case errors.Is(err, storage.ErrNoGeneration):
+		return []string{"'ckpt history ID' lists the generations kept"}
 	case errors.As(err, &version):
 		return []string{"this session was written by a newer ckpt; upgrade ckpt to read it"}
 	case errors.Is(err, repository.ErrInvalidID):

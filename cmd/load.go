@@ -7,33 +7,59 @@ import (
 
 	"github.com/google/renameio/v2"
 	"github.com/spf13/cobra"
+
+	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
 func (a *app) newLoadCommand() *cobra.Command {
-	var output string
+	var (
+		output     string
+		generation uint64
+		strict     bool
+	)
 	c := &cobra.Command{
-		Use:   "load ID [-o FILE]",
+		Use:   "load ID [-o FILE] [--generation N] [--strict]",
 		Short: "Write the current checkpoint's payload to stdout or a file",
 		Long: `Verify the current checkpoint and write its payload to stdout, or to FILE
-with -o. The whole checkpoint is checked before the first byte is written: a
-checkpoint that fails its integrity check writes nothing and exits 6.
+with -o. The whole checkpoint is checked before the first byte is written.
+
+When the current checkpoint fails its integrity check, load falls back to the
+newest intact older generation that saves kept (see 'ckpt history'), says so
+on stderr ("ckpt: warning: ...") and exits 0; with --strict it exits 6
+instead. When no generation is intact it writes nothing and exits 6. Damaged
+files are left in place for inspection.
 
 With -o, FILE is replaced atomically (a temporary file in FILE's directory,
 fsynced and renamed): it appears only when complete. A session that was
 created but never saved exits 3.`,
 		Example: `  ckpt load "$S" > state.json
-  ckpt load "$S" -o state.json || echo "nothing to resume"`,
+  ckpt load "$S" -o state.json || echo "nothing to resume"
+  ckpt load "$S" --generation 4 -o state-4.json
+  ckpt load "$S" --strict > state.json   # exit 6 rather than fall back`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			s, err := a.session(args[0])
 			if err != nil {
 				return err
 			}
-			cp, err := s.Load(c.Context())
+			var opts []storage.LoadOption
+			if c.Flags().Changed("generation") {
+				opts = append(opts, storage.AtGeneration(generation))
+			}
+			if strict {
+				opts = append(opts, storage.Strict())
+			}
+			cp, err := s.Load(c.Context(), opts...)
 			if err != nil {
 				return err
 			}
 			defer cp.Close()
+			for _, skipped := range cp.Skipped {
+				a.warn("%s", message(skipped))
+			}
+			if len(cp.Skipped) > 0 {
+				a.warn("loaded generation %d, the newest intact one, instead", cp.Header.Generation)
+			}
 			if output == "" {
 				if _, err := io.Copy(c.OutOrStdout(), cp); err != nil {
 					return fmt.Errorf("write payload: %w", err)
@@ -44,6 +70,8 @@ created but never saved exits 3.`,
 		},
 	}
 	c.Flags().StringVarP(&output, "output", "o", "", "write the payload to `FILE`, atomically")
+	c.Flags().Uint64Var(&generation, "generation", 0, "load kept generation `N` instead of the current one")
+	c.Flags().BoolVar(&strict, "strict", false, "fail (exit 6) rather than fall back to an older generation")
 	return c
 }
 

@@ -58,6 +58,30 @@ type removedJSON struct {
 	Removed []string `json:"removed"`
 }
 
+type generationJSON struct {
+	Generation uint64    `json:"generation"`
+	Current    bool      `json:"current"`
+	Path       string    `json:"path"`
+	Saved      time.Time `json:"saved"`
+	Size       int64     `json:"size"`
+	Title      string    `json:"title"`
+	Flags      []string  `json:"flags"`
+	Intact     bool      `json:"intact"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// finding is one problem verify found.
+type finding struct {
+	Session string `json:"session"`
+	Kind    string `json:"kind"`
+	Path    string `json:"path"`
+	Detail  string `json:"detail"`
+}
+
+type verifyJSON struct {
+	Problems []finding `json:"problems"`
+}
+
 type versionJSON struct {
 	Version   string `json:"version"`
 	Revision  string `json:"revision"`
@@ -143,6 +167,67 @@ func (a *app) printList(entries []repository.Entry) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.ID, gen, humanSize(st.Size), age(now, st.Modified), oneLine(title, 40), flags, lock)
 	}
 	return tw.Flush()
+}
+
+// printHistory renders a session's kept generations.
+func (a *app) printHistory(gens []storage.Generation) error {
+	out := make([]generationJSON, 0, len(gens))
+	for _, g := range gens {
+		j := generationJSON{Generation: g.Generation, Current: g.Current, Path: g.Path, Size: g.Size, Flags: []string{}, Intact: g.Err == nil}
+		if h := g.Header; h != nil {
+			j.Saved, j.Title = h.Saved, h.Title
+			if h.Flags != nil {
+				j.Flags = h.Flags
+			}
+		}
+		if g.Err != nil {
+			j.Error = message(g.Err)
+		}
+		out = append(out, j)
+	}
+	if a.json {
+		return a.printJSON(out)
+	}
+	now := a.now()
+	tw := tabwriter.NewWriter(a.io.Out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GEN\tSAVED\tSIZE\tTITLE\tFLAGS\tSTATE")
+	for _, g := range out {
+		gen := fmt.Sprint(g.Generation)
+		if g.Current {
+			gen += "*"
+		}
+		state := "intact"
+		if !g.Intact {
+			state = "CORRUPT"
+			a.warn("%s", g.Error)
+		}
+		flags := "-"
+		if len(g.Flags) > 0 {
+			flags = strings.Join(g.Flags, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", gen, age(now, g.Saved), humanSize(g.Size), oneLine(g.Title, 40), flags, state)
+	}
+	return tw.Flush()
+}
+
+// printFindings renders what verify found, one line per problem.
+func (a *app) printFindings(fs []finding) error {
+	if a.json {
+		if fs == nil {
+			fs = []finding{}
+		}
+		return a.printJSON(verifyJSON{Problems: fs})
+	}
+	for _, f := range fs {
+		path := f.Path
+		if path == "" {
+			path = "-"
+		}
+		if _, err := fmt.Fprintf(a.io.Out, "%s: %s: %s: %s\n", f.Session, f.Kind, path, f.Detail); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // printShow renders all of one session's metadata.

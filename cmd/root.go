@@ -9,6 +9,7 @@ import (
 	"io"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -52,7 +53,8 @@ EXIT STATUS
   3  not found: no such session, no checkpoint yet
   4  locked: another writer holds session.next (live or stale)
   5  conflict: --if-generation did not match the current generation
-  6  corrupt: the checkpoint fails its integrity check`
+  6  corrupt: the checkpoint fails its integrity check and no intact
+     generation is left (or verify found a corrupt one)`
 
 const rootExample = `  S=$(ckpt create --prefix nightly --title "nightly $(date +%F)")
   ./runner --step 1 > state.json && ckpt save "$S" state.json
@@ -109,6 +111,8 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.newShowCommand(),
 		a.newRemoveCommand(),
 		a.newBreakLockCommand(),
+		a.newHistoryCommand(),
+		a.newVerifyCommand(),
 		a.newVersionCommand(),
 	)
 	return root
@@ -156,4 +160,24 @@ func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// keep resolves how many generations a save keeps: --keep, else
+// $CKPT_KEEP, else storage.DefaultKeep.
+func (a *app) keep(c *cobra.Command, flag int) (int, error) {
+	if !c.Flags().Changed("keep") {
+		env := a.getenv("CKPT_KEEP")
+		if env == "" {
+			return storage.DefaultKeep, nil
+		}
+		n, err := strconv.Atoi(env)
+		if err != nil || n < 1 {
+			return 0, usageError{fmt.Errorf("CKPT_KEEP=%q: want a whole number of generations, at least 1", env)}
+		}
+		return n, nil
+	}
+	if flag < 1 {
+		return 0, usageError{fmt.Errorf("--keep %d: want at least 1 (the new generation itself)", flag)}
+	}
+	return flag, nil
 }

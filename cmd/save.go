@@ -15,6 +15,7 @@ type saveOptions struct {
 	setFlags, clearFlag []string
 	ifGeneration        uint64
 	allowEmpty          bool
+	keep                int
 }
 
 func (a *app) newSaveCommand() *cobra.Command {
@@ -54,6 +55,11 @@ file first and save the file only if the producer exited 0.`,
 			if c.Flags().Changed("if-generation") {
 				opts = append(opts, storage.IfGeneration(o.ifGeneration))
 			}
+			keep, err := a.keep(c, o.keep)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, storage.Keep(keep))
 			if o.allowEmpty {
 				opts = append(opts, storage.AllowEmpty())
 			}
@@ -88,5 +94,6 @@ file first and save the file only if the producer exited 0.`,
 	f.StringArrayVar(&o.clearFlag, "unflag", nil, "clear a flag (repeatable)")
 	f.Uint64Var(&o.ifGeneration, "if-generation", 0, "save only if the current generation is `N` (else exit 5)")
 	f.BoolVar(&o.allowEmpty, "allow-empty", false, "allow an empty payload")
+	f.IntVar(&o.keep, "keep", storage.DefaultKeep, "keep the last `K` generations, this one included (default $CKPT_KEEP, else 3)")
 	return c
 }

@@ -23,6 +23,12 @@ import (
 const (
 	CheckpointFile = "session"
 	NextFile       = "session.next"
+	// TempPrefix starts the name of the file a writer prepares before it
+	// links it to NextFile. One left behind is an orphan of a crashed
+	// writer, harmless, swept by gc.
+	TempPrefix = ".tmp-"
+	// LogDir holds per-step logs.
+	LogDir = "logs"
 )
 
 // TrashPrefix starts the name a session directory is renamed to while it is
@@ -41,6 +47,7 @@ type Dir struct {
 	id   string
 	path string
 	now  func() time.Time
+	fs   fileSystem
 }
 
 var _ Session = (*Dir)(nil)
@@ -49,7 +56,7 @@ var _ Session = (*Dir)(nil)
 // ErrNotFound if there is none, and with ErrSymlink if path is a symbolic
 // link.
 func Open(path string) (*Dir, error) {
-	d := &Dir{id: filepath.Base(path), path: path, now: time.Now}
+	d := &Dir{id: filepath.Base(path), path: path, now: time.Now, fs: osFS{}}
 	if err := d.check(); err != nil {
 		return nil, err
 	}
@@ -64,8 +71,9 @@ func Init(ctx context.Context, path string, opts ...SaveOption) (*Dir, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = d.commit(ctx, newSaveConfig(opts), true, func(io.Writer) error { return nil })
-	if err != nil {
+	c := newSaveConfig(opts)
+	c.init = true
+	if _, err := d.commit(ctx, c, nil); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -94,29 +102,57 @@ func (d *Dir) check() error {
 
 func (d *Dir) file(name string) string { return filepath.Join(d.path, name) }
 
-// openCheckpoint opens the current checkpoint file without following a
-// symbolic link. It returns ErrNoCheckpoint when there is none.
-func (d *Dir) openCheckpoint() (*os.File, error) {
-	f, err := os.OpenFile(d.file(CheckpointFile), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+// openRegular opens a checkpoint file for reading without following a
+// symbolic link or blocking on a planted FIFO, and checks that it is a
+// regular file. Errors name the session; test a missing file with
+// errors.Is(err, fs.ErrNotExist).
+func (d *Dir) openRegular(name string) (*os.File, os.FileInfo, error) {
+	path := d.file(name)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	switch {
-	case err == nil:
-		return f, nil
-	case errors.Is(err, fs.ErrNotExist):
-		if err := d.check(); err != nil {
-			return nil, err
-		}
-		return nil, fmt.Errorf("session %s: %w", d.id, ErrNoCheckpoint)
 	case errors.Is(err, syscall.ELOOP):
-		return nil, fmt.Errorf("session %s: %w: %s is a symbolic link", d.id, ErrSymlink, d.file(CheckpointFile))
-	default:
-		return nil, fmt.Errorf("session %s: %w", d.id, err)
+		return nil, nil, fmt.Errorf("session %s: %w: %s is a symbolic link", d.id, ErrSymlink, path)
+	case err != nil:
+		return nil, nil, fmt.Errorf("session %s: %w", d.id, err)
 	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("session %s: %w", d.id, err)
+	}
+	return f, fi, nil
 }
 
-// readHeader returns the current checkpoint's header and the size of its
-// file, or nil, 0 if it has none.
-func (d *Dir) readHeader() (*checkpoint.Header, int64, error) {
-	f, err := d.openCheckpoint()
+// openCheckpoint opens the current checkpoint file. It returns
+// ErrNoCheckpoint when there is none.
+func (d *Dir) openCheckpoint() (*os.File, os.FileInfo, error) {
+	f, fi, err := d.openRegular(CheckpointFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := d.check(); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("session %s: %w", d.id, ErrNoCheckpoint)
+	}
+	return f, fi, err
+}
+
+// readHeader reads the header of the open checkpoint file f and returns it
+// with the payload size.
+func (d *Dir) readHeader(f *os.File, fi os.FileInfo) (*checkpoint.Header, int64, error) {
+	h, off, err := checkpoint.ReadHeader(bufio.NewReaderSize(f, 4096))
+	if err != nil {
+		return nil, 0, fmt.Errorf("session %s: %s: %w", d.id, f.Name(), err)
+	}
+	return h, max(fi.Size()-off-checkpoint.TrailerSize, 0), nil
+}
+
+// current returns the current checkpoint's header and payload size, or nil,
+// 0 if the session has no checkpoint file.
+func (d *Dir) current() (*checkpoint.Header, int64, error) {
+	f, fi, err := d.openCheckpoint()
 	if errors.Is(err, ErrNoCheckpoint) {
 		return nil, 0, nil
 	}
@@ -124,24 +160,16 @@ func (d *Dir) readHeader() (*checkpoint.Header, int64, error) {
 		return nil, 0, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, 0, err
-	}
-	h, off, err := checkpoint.ReadHeader(bufio.NewReaderSize(f, 4096))
-	if err != nil {
-		return nil, 0, fmt.Errorf("session %s: %s: %w", d.id, d.file(CheckpointFile), err)
-	}
-	return h, fi.Size() - off - checkpoint.TrailerSize, nil
+	return d.readHeader(f, fi)
 }
 
 // Stat implements Session.
 func (d *Dir) Stat(ctx context.Context) (*Status, error) {
-	h, size, err := d.readHeader()
+	h, size, err := d.current()
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{ID: d.id, Header: h, Size: max(size, 0)}
+	st := &Status{ID: d.id, Header: h, Size: size}
 	if h != nil {
 		st.Modified = h.Saved
 	} else if fi, err := os.Lstat(d.path); err == nil {
@@ -153,33 +181,79 @@ func (d *Dir) Stat(ctx context.Context) (*Status, error) {
 	return st, nil
 }
 
-// Load implements Session.
-func (d *Dir) Load(ctx context.Context) (*Checkpoint, error) {
-	f, err := d.openCheckpoint()
-	if err != nil {
+// Load implements Session. Without options it returns the current
+// checkpoint or, when that fails its integrity check, the newest intact
+// older generation, naming the damaged ones in Checkpoint.Skipped.
+func (d *Dir) Load(ctx context.Context, opts ...LoadOption) (*Checkpoint, error) {
+	c := newLoadConfig(opts)
+	if c.generation != nil {
+		return d.loadGeneration(*c.generation)
+	}
+	cp, err := d.loadFile(CheckpointFile)
+	var ce *checkpoint.CorruptError
+	if err == nil || c.strict || !errors.As(err, &ce) {
+		return cp, err
+	}
+	gens, herr := d.historyGenerations()
+	if herr != nil {
+		return nil, errors.Join(err, herr)
+	}
+	skipped := []error{err}
+	for _, g := range gens {
+		cp, gerr := d.loadFile(historyName(g))
+		if gerr == nil {
+			cp.Skipped = skipped
+			return cp, nil
+		}
+		if errors.Is(gerr, fs.ErrNotExist) {
+			continue // pruned while we looked
+		}
+		skipped = append(skipped, gerr)
+	}
+	if len(skipped) == 1 {
 		return nil, err
 	}
-	cp, err := d.verify(f)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return cp, nil
+	return nil, fmt.Errorf("session %s: no intact generation left: %w", d.id, errors.Join(skipped...))
 }
 
-func (d *Dir) verify(f *os.File) (*Checkpoint, error) {
-	fi, err := f.Stat()
+func (d *Dir) loadGeneration(n uint64) (*Checkpoint, error) {
+	h, _, err := d.current()
+	if err == nil && h != nil && h.Generation == n && n > 0 {
+		return d.loadFile(CheckpointFile)
+	}
+	cp, err := d.loadFile(historyName(n))
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := d.check(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("session %s: generation %d: %w", d.id, n, ErrNoGeneration)
+	}
+	return cp, err
+}
+
+// loadFile verifies the checkpoint file name and returns it open, positioned
+// on its payload.
+func (d *Dir) loadFile(name string) (*Checkpoint, error) {
+	var (
+		f   *os.File
+		fi  os.FileInfo
+		err error
+	)
+	if name == CheckpointFile {
+		f, fi, err = d.openCheckpoint()
+	} else {
+		f, fi, err = d.openRegular(name)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("session %s: %s is not a regular file", d.id, f.Name())
 	}
 	info, err := checkpoint.Verify(f, fi.Size())
 	if err != nil {
+		f.Close()
 		return nil, fmt.Errorf("session %s: %s: %w", d.id, f.Name(), err)
 	}
 	if info.Header.Generation == 0 {
+		f.Close()
 		return nil, fmt.Errorf("session %s: %w", d.id, ErrNoCheckpoint)
 	}
 	return &Checkpoint{
@@ -194,129 +268,156 @@ func (d *Dir) verify(f *os.File) (*Checkpoint, error) {
 
 // Save implements Session.
 func (d *Dir) Save(ctx context.Context, payload io.Reader, opts ...SaveOption) (*Saved, error) {
-	c := newSaveConfig(opts)
-	return d.commit(ctx, c, false, func(w io.Writer) error {
-		buf := make([]byte, 256<<10)
-		// Hide payload's WriterTo so that the copy goes through buf.
-		_, err := io.CopyBuffer(w, ctxReader{ctx, payload}, buf)
-		return err
-	})
+	return d.commit(ctx, newSaveConfig(opts), payload)
 }
 
-// commit runs the next-file protocol. write streams the payload; init makes
-// generation 0 of a new session.
-func (d *Dir) commit(ctx context.Context, c *saveConfig, init bool, write func(io.Writer) error) (saved *Saved, err error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	next := d.file(NextFile)
-	f, err := os.OpenFile(next, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, filePerm)
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil, d.lockedError()
-		}
-		if err := d.check(); err != nil {
+// commit runs the next-file protocol; see the package documentation. The
+// payload comes from r, or from the current checkpoint with KeepPayload, or
+// is empty for Init.
+//
+// The header, which names the owner, must be in session.next from the moment
+// it exists, but its generation depends on the current checkpoint, which can
+// only be trusted under the lock. So commit reads the current header, takes
+// the lock with a header built from it, and reads again under the lock; if
+// another writer committed in between, it lets go and starts over.
+func (d *Dir) commit(ctx context.Context, c *saveConfig, r io.Reader) (*Saved, error) {
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("session %s: create %s: %w", d.id, NextFile, err)
+		seen, _, err := d.current()
+		if err != nil {
+			return nil, err
+		}
+		saved, err := d.commitFrom(ctx, c, seen, r)
+		if !errors.Is(err, errMoved) {
+			return saved, err
+		}
+		if attempt == maxCommitAttempts {
+			return nil, fmt.Errorf("session %s: other writers kept saving; gave up after %d attempts", d.id, attempt)
+		}
+	}
+}
+
+const maxCommitAttempts = 16
+
+// errMoved means the current checkpoint changed between commit's first look
+// and its lock.
+var errMoved = errors.New("current checkpoint changed")
+
+func (d *Dir) commitFrom(ctx context.Context, c *saveConfig, seen *checkpoint.Header, r io.Reader) (saved *Saved, err error) {
+	h, err := c.next(seen, currentOwner(c.command, c.now()))
+	if err != nil {
+		return nil, fmt.Errorf("session %s: %w", d.id, err)
+	}
+	w, err := d.lock(h)
+	if err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, abort(f, next))
+			err = errors.Join(err, w.abort())
 		}
 	}()
-	// Waits only while an inspector holds its brief shared probe.
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("session %s: lock %s: %w", d.id, NextFile, err)
-	}
-	prev, _, err := d.readHeader()
+	prev, prevFile, err := d.currentForUpdate(c)
 	if err != nil {
 		return nil, err
+	}
+	if prevFile != nil {
+		defer prevFile.Close()
+		if c.keepPayload {
+			r = prevFile
+		}
+	}
+	if !sameHeader(prev, seen) {
+		return nil, errMoved
 	}
 	var gen uint64
 	if prev != nil {
 		gen = prev.Generation
 	}
-	if init && prev != nil {
+	switch {
+	case c.init && prev != nil:
 		return nil, fmt.Errorf("session %s: already initialized", d.id)
-	}
-	if c.ifGeneration != nil && *c.ifGeneration != gen {
+	case c.ifGeneration != nil && *c.ifGeneration != gen:
 		return nil, fmt.Errorf("session %s: %w: expected generation %d, the current one is %d", d.id, ErrConflict, *c.ifGeneration, gen)
+	case c.keepPayload && prev == nil:
+		return nil, fmt.Errorf("session %s: %w", d.id, ErrNoCheckpoint)
 	}
-	now := c.now()
-	h := c.next(prev, currentOwner(c.command, now))
-	if init {
-		h.Generation = 0
-	}
-	bw := bufio.NewWriterSize(f, 64<<10)
-	cw, err := checkpoint.NewWriter(bw, h)
+	size, err := w.write(ctx, r, c.init || c.allowEmpty || c.keepPayload)
 	if err != nil {
-		return nil, fmt.Errorf("session %s: %w", d.id, err)
-	}
-	// The header names the owner: make it visible before the payload streams.
-	if err := bw.Flush(); err != nil {
-		return nil, fmt.Errorf("session %s: write %s: %w", d.id, NextFile, err)
-	}
-	if err := write(cw); err != nil {
-		return nil, fmt.Errorf("session %s: write %s: %w", d.id, NextFile, err)
-	}
-	if cw.Size() == 0 && !init && !c.allowEmpty {
-		return nil, fmt.Errorf("session %s: %w", d.id, ErrEmpty)
-	}
-	if err := cw.Close(); err != nil {
-		return nil, fmt.Errorf("session %s: write %s: %w", d.id, NextFile, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return nil, fmt.Errorf("session %s: write %s: %w", d.id, NextFile, err)
-	}
-	if err := f.Sync(); err != nil {
-		return nil, fmt.Errorf("session %s: sync %s: %w", d.id, NextFile, err)
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !sameFile(f, next) {
-		return nil, &LockedError{Session: d.id, Lock: Lock{Reason: "this writer's lock was broken while it was saving; nothing was saved"}}
+	if err := d.rotate(prev, h.Generation, c.keep); err != nil {
+		return nil, err
 	}
-	if err := os.Rename(next, d.file(CheckpointFile)); err != nil {
-		return nil, fmt.Errorf("session %s: rename %s: %w", d.id, NextFile, err)
+	if err := w.commit(); err != nil {
+		return nil, err
 	}
-	if err := syncDir(d.path); err != nil {
-		return nil, fmt.Errorf("session %s: the checkpoint was renamed into place but may not survive a crash: sync directory: %w", d.id, err)
-	}
-	return &Saved{Header: h, Size: cw.Size()}, nil
+	return &Saved{Header: h, Size: size}, nil
 }
 
-// abort removes a failed save's session.next, if it is still f's, and closes
-// f, releasing the lock.
-func abort(f *os.File, next string) error {
-	var err error
-	if sameFile(f, next) {
-		if rerr := os.Remove(next); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			err = fmt.Errorf("remove %s: %w", next, rerr)
+func sameHeader(a, b *checkpoint.Header) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Generation == b.Generation && a.Saved.Equal(b.Saved)
+}
+
+// currentForUpdate reads the current checkpoint under the lock. With
+// KeepPayload it also verifies it and returns it open, positioned on its
+// payload.
+func (d *Dir) currentForUpdate(c *saveConfig) (*checkpoint.Header, io.ReadCloser, error) {
+	if !c.keepPayload {
+		h, _, err := d.current()
+		return h, nil, err
+	}
+	cp, err := d.loadFile(CheckpointFile)
+	switch {
+	case errors.Is(err, ErrNoCheckpoint):
+		// Generation 0 has no payload to keep, but has metadata.
+		h, _, err := d.current()
+		return h, nil, err
+	case err != nil:
+		return nil, nil, err
+	}
+	return cp.Header, cp, nil
+}
+
+// rotate keeps the checkpoint being replaced as history, hard-linked as
+// session.<generation>, and removes generations that fall out of the last
+// keep. It runs before the rename, so that at every moment an intact
+// checkpoint is on disk under its final name.
+func (d *Dir) rotate(prev *checkpoint.Header, newGen uint64, keep int) error {
+	if keep <= 0 {
+		keep = DefaultKeep
+	}
+	if keep > 1 && prev != nil && prev.Generation > 0 {
+		name := d.file(historyName(prev.Generation))
+		err := d.fs.Link(d.file(CheckpointFile), name)
+		if errors.Is(err, fs.ErrExist) {
+			// Left by a save that failed after this step: the same
+			// generation, so replace it with the current file.
+			if err = d.fs.Remove(name); err == nil {
+				err = d.fs.Link(d.file(CheckpointFile), name)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("session %s: keep generation %d: %w", d.id, prev.Generation, err)
 		}
 	}
-	return errors.Join(err, f.Close())
-}
-
-func syncDir(path string) error {
-	d, err := os.Open(path)
+	gens, err := d.historyGenerations()
 	if err != nil {
 		return err
 	}
-	return errors.Join(d.Sync(), d.Close())
-}
-
-func (d *Dir) lockedError() error {
-	l, err := inspectLock(d.file(NextFile), d.now())
-	if err != nil {
-		return fmt.Errorf("session %s: inspect lock: %w", d.id, err)
+	for _, g := range gens {
+		if g+uint64(keep) <= newGen {
+			if err := d.fs.Remove(d.file(historyName(g))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("session %s: drop generation %d: %w", d.id, g, err)
+			}
+		}
 	}
-	if l == nil {
-		// The writer finished between our create and our look.
-		l = &Lock{Reason: "another writer was saving"}
-	}
-	return &LockedError{Session: d.id, Lock: *l}
+	return nil
 }
 
 // BreakLock implements Session. It holds the lock file's flock while it
@@ -329,7 +430,7 @@ func (d *Dir) BreakLock(ctx context.Context, force bool) (*Lock, error) {
 	f, err := os.OpenFile(next, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, nil
+		return nil, d.sweepOrphans()
 	case errors.Is(err, syscall.ELOOP):
 		if err := os.Remove(next); err != nil {
 			return nil, fmt.Errorf("session %s: break lock: %w", d.id, err)
@@ -354,7 +455,7 @@ func (d *Dir) BreakLock(ctx context.Context, force bool) (*Lock, error) {
 	if err := os.Remove(next); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("session %s: break lock: %w", d.id, err)
 	}
-	return l, syncDir(d.path)
+	return l, errors.Join(d.sweepOrphans(), d.fs.SyncDir(d.path))
 }
 
 // Remove implements Session. The directory is first renamed to a hidden
@@ -370,9 +471,7 @@ func (d *Dir) Remove(ctx context.Context, force bool) error {
 	if l != nil && !l.Stale && !force {
 		return &LockedError{Session: d.id, Lock: *l}
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	trash := filepath.Join(filepath.Dir(d.path), TrashPrefix+d.id+"-"+hex.EncodeToString(rnd[:]))
+	trash := filepath.Join(filepath.Dir(d.path), TrashPrefix+d.id+"-"+randomHex())
 	if err := os.Rename(d.path, trash); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("session %s: %w", d.id, ErrNotFound)
@@ -383,4 +482,10 @@ func (d *Dir) Remove(ctx context.Context, force bool) error {
 		return fmt.Errorf("session %s: removed from the repository, but deleting %s failed: %w", d.id, trash, err)
 	}
 	return nil
+}
+
+func randomHex() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
 }

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/user"
@@ -117,4 +118,16 @@ func sameFile(f *os.File, path string) bool {
 	}
 	b, err := os.Lstat(path)
 	return err == nil && os.SameFile(a, b)
+}
+
+func (d *Dir) lockedError() error {
+	l, err := inspectLock(d.file(NextFile), d.now())
+	if err != nil {
+		return fmt.Errorf("session %s: inspect lock: %w", d.id, err)
+	}
+	if l == nil {
+		// The writer finished between our link and our look.
+		l = &Lock{Reason: "another writer was saving"}
+	}
+	return &LockedError{Session: d.id, Lock: *l}
 }

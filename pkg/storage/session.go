@@ -20,8 +20,14 @@ type Session interface {
 	// Save reads payload to its end and commits it as the next generation.
 	Save(ctx context.Context, payload io.Reader, opts ...SaveOption) (*Saved, error)
 	// Load returns the current checkpoint, verified before any byte of it
-	// is handed out. The caller must close it.
-	Load(ctx context.Context) (*Checkpoint, error)
+	// is handed out; when it is damaged, the newest intact older generation
+	// (see LoadOption). The caller must close it.
+	Load(ctx context.Context, opts ...LoadOption) (*Checkpoint, error)
+	// History returns every generation kept, newest first, each verified.
+	History(ctx context.Context) ([]Generation, error)
+	// Verify checks every generation and the session's files and returns
+	// the problems found.
+	Verify(ctx context.Context) ([]Problem, error)
 	// BreakLock removes a stale lock, or a live one when force is set, and
 	// returns what it removed; it returns nil, nil when there was no lock.
 	BreakLock(ctx context.Context, force bool) (*Lock, error)
@@ -38,7 +44,12 @@ var (
 	ErrConflict     = errors.New("generation conflict")
 	ErrEmpty        = errors.New("refusing to save an empty payload")
 	ErrSymlink      = errors.New("refusing to follow a symbolic link")
+	ErrNoGeneration = errors.New("no such generation")
 )
+
+// DefaultKeep is how many generations a save keeps, the current one
+// included, unless Keep says otherwise.
+const DefaultKeep = 3
 
 // Status describes a session as Stat sees it.
 type Status struct {
@@ -66,7 +77,64 @@ type Saved struct {
 type Checkpoint struct {
 	Header *checkpoint.Header
 	Size   int64
+	// Skipped lists the newer generations that failed their integrity
+	// check when Load fell back to this one; it is empty otherwise.
+	Skipped []error
 	io.ReadCloser
+}
+
+// Generation is one kept generation of a session.
+type Generation struct {
+	Generation uint64
+	Current    bool
+	// Path is where the generation is stored.
+	Path string
+	// Header and Size are those of an intact generation; Header may also be
+	// set for a damaged one whose header is readable.
+	Header *checkpoint.Header
+	Size   int64
+	// Err is why the generation is not intact, nil if it is.
+	Err error
+}
+
+// Problem is something Verify found wrong with a session.
+type Problem struct {
+	// Kind is one of the Problem kinds below.
+	Kind   string
+	Path   string
+	Detail string
+}
+
+// Problem kinds.
+const (
+	ProblemCorrupt     = "corrupt"     // a generation fails its integrity check
+	ProblemStaleLock   = "stale-lock"  // a session.next whose writer is gone
+	ProblemOrphan      = "orphan"      // a file no ckpt operation leaves behind
+	ProblemPermissions = "permissions" // a file or directory others can access
+)
+
+// LoadOption changes what Load returns.
+type LoadOption func(*loadConfig)
+
+type loadConfig struct {
+	generation *uint64
+	strict     bool
+}
+
+// AtGeneration loads generation n, current or kept, and fails with
+// ErrNoGeneration if it is not kept.
+func AtGeneration(n uint64) LoadOption { return func(c *loadConfig) { c.generation = &n } }
+
+// Strict makes Load fail when the current checkpoint is damaged, instead of
+// falling back to an older generation.
+func Strict() LoadOption { return func(c *loadConfig) { c.strict = true } }
+
+func newLoadConfig(opts []LoadOption) *loadConfig {
+	c := &loadConfig{}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // Lock describes a session's lock: the session.next file of a writer that is
@@ -107,6 +175,9 @@ type saveConfig struct {
 	clearFlags   []string
 	command      string
 	allowEmpty   bool
+	keepPayload  bool
+	keep         int
+	init         bool
 	now          func() time.Time
 }
 
@@ -138,6 +209,15 @@ func WithCommand(cmd string) SaveOption { return func(c *saveConfig) { c.command
 // fails with ErrEmpty, since it usually means the producer failed.
 func AllowEmpty() SaveOption { return func(c *saveConfig) { c.allowEmpty = true } }
 
+// Keep sets how many generations to keep, the new one included; 1 keeps no
+// history. Older ones are removed by this save. Zero means DefaultKeep.
+func Keep(k int) SaveOption { return func(c *saveConfig) { c.keep = k } }
+
+// KeepPayload makes a save that changes metadata only: the new generation
+// has the current checkpoint's payload, verified, and Save's payload
+// argument is ignored.
+func KeepPayload() SaveOption { return func(c *saveConfig) { c.keepPayload = true } }
+
 func newSaveConfig(opts []SaveOption) *saveConfig {
 	c := &saveConfig{now: time.Now}
 	for _, o := range opts {
@@ -147,13 +227,16 @@ func newSaveConfig(opts []SaveOption) *saveConfig {
 }
 
 // next returns the header of the generation after prev (nil for none).
-func (c *saveConfig) next(prev *checkpoint.Header, owner *checkpoint.Owner) *checkpoint.Header {
+func (c *saveConfig) next(prev *checkpoint.Header, owner *checkpoint.Owner) (*checkpoint.Header, error) {
 	now := c.now().UTC()
-	h := &checkpoint.Header{Saved: now, Created: now, Owner: owner}
+	h := &checkpoint.Header{Generation: 1, Saved: now, Created: now, Owner: owner}
 	if prev != nil {
 		h.Generation = prev.Generation + 1
 		h.Created = prev.Created
 		h.Title, h.App, h.Flags = prev.Title, prev.App, prev.Flags
+	}
+	if c.init {
+		h.Generation = 0
 	}
 	if c.title != nil {
 		h.Title = *c.title
@@ -162,7 +245,10 @@ func (c *saveConfig) next(prev *checkpoint.Header, owner *checkpoint.Owner) *che
 		h.App = *c.app
 	}
 	h.Flags = h.SetFlags(c.setFlags, c.clearFlags)
-	return h
+	if err := h.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", checkpoint.ErrInvalid, err)
+	}
+	return h, nil
 }
 
 // ctxReader stops a streaming copy when its context is done.
