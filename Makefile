@@ -6,7 +6,7 @@ FUZZTIME ?= 30s
 # revision when there is one.
 BUILDFLAGS := -buildvcs=auto
 
-.PHONY: all build install test test-short bench lint fuzz cover clean
+.PHONY: all build install test test-short bench lint fuzz crash-test cover clean
 
 all: build
 
@@ -43,8 +43,14 @@ lint:
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./pkg/checkpoint/
-	$(GO) test -run '^$$' -fuzz '^FuzzReaderStream$$' -fuzztime $(FUZZTIME) ./pkg/checkpoint/
+	$(GO) test -run '^$$' -fuzz '^FuzzStream$$' -fuzztime $(FUZZTIME) ./pkg/checkpoint/
+	$(GO) test -run '^$$' -fuzz '^FuzzHeaderJSON$$' -fuzztime $(FUZZTIME) ./pkg/checkpoint/
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateID$$' -fuzztime $(FUZZTIME) ./pkg/repository/
+
+## crash-test: SIGKILL a writer mid-save CRASHKILLS times (default 1000)
+CRASHKILLS ?= 1000
+crash-test:
+	$(GO) test -count=1 -v -timeout 60m -run '^TestCrashLoop$$' ./pkg/storage/ -args -crash.kills=$(CRASHKILLS)
 
 ## cover: test coverage per package, and cover.html
 cover:

@@ -188,12 +188,16 @@ func readHeader(r io.Reader) (*Header, []byte, error) {
 		return nil, nil, corrupt("header checksum mismatch")
 	}
 	var h Header
-	dec := json.NewDecoder(bytes.NewReader(raw[preambleLen:len(body)]))
+	js := raw[preambleLen:len(body)]
+	if t := bytes.TrimLeft(js, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return nil, nil, corrupt("header is not a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&h); err != nil {
 		return nil, nil, corrupt("header is not valid: %v", err)
 	}
-	if dec.More() {
+	if len(bytes.TrimSpace(js[dec.InputOffset():])) != 0 {
 		return nil, nil, corrupt("header has trailing data")
 	}
 	if err := h.Validate(); err != nil {

@@ -62,6 +62,8 @@ const (
 	MaxAppLen     = 128
 	MaxFlags      = 64
 	MaxFlagLen    = 32
+	// MaxOwnerFieldLen bounds an owner's host, user and command.
+	MaxOwnerFieldLen = 1024
 )
 
 var flagRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
@@ -85,6 +87,20 @@ func (h *Header) Validate() error {
 	if len(h.App) > MaxAppLen || !utf8.ValidString(h.App) {
 		return fmt.Errorf("app id must be valid UTF-8 of at most %d bytes", MaxAppLen)
 	}
+	for _, t := range []time.Time{h.Saved, h.Created, h.owner().Started} {
+		// Decoding accepts times that encoding refuses (an offset of
+		// +24:00, year 10000): refuse them both ways.
+		if _, err := t.MarshalText(); err != nil {
+			return fmt.Errorf("time %s cannot be stored: %w", t, err)
+		}
+	}
+	if o := h.Owner; o != nil {
+		for _, f := range []string{o.Host, o.User, o.Command} {
+			if len(f) > MaxOwnerFieldLen || !utf8.ValidString(f) {
+				return fmt.Errorf("owner fields must be valid UTF-8 of at most %d bytes", MaxOwnerFieldLen)
+			}
+		}
+	}
 	if len(h.Flags) > MaxFlags {
 		return fmt.Errorf("%d flags, the limit is %d", len(h.Flags), MaxFlags)
 	}
@@ -97,6 +113,13 @@ func (h *Header) Validate() error {
 		}
 	}
 	return nil
+}
+
+func (h *Header) owner() *Owner {
+	if h.Owner == nil {
+		return &Owner{}
+	}
+	return h.Owner
 }
 
 // HasFlag reports whether f is set.

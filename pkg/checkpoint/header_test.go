@@ -1,0 +1,282 @@
+package checkpoint_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
+)
+
+func manyFlags(n int) []string {
+	f := make([]string, n)
+	for i := range f {
+		f[i] = fmt.Sprintf("f%03d", i)
+	}
+	return f
+}
+
+func TestNewWriterRejectsInvalidHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		modify func(*checkpoint.Header)
+	}{
+		{"upper-case flag", func(h *checkpoint.Header) { h.Flags = []string{"Done"} }},
+		{"empty flag", func(h *checkpoint.Header) { h.Flags = []string{""} }},
+		{"flag too long", func(h *checkpoint.Header) { h.Flags = []string{strings.Repeat("a", checkpoint.MaxFlagLen+1)} }},
+		{"flag with a space", func(h *checkpoint.Header) { h.Flags = []string{"not done"} }},
+		{"flag starting with '-'", func(h *checkpoint.Header) { h.Flags = []string{"-x"} }},
+		{"flag starting with '.'", func(h *checkpoint.Header) { h.Flags = []string{".x"} }},
+		{"non-ASCII flag", func(h *checkpoint.Header) { h.Flags = []string{"fertig-ü"} }},
+		{"flag with a newline", func(h *checkpoint.Header) { h.Flags = []string{"a\n"} }},
+		{"unsorted flags", func(h *checkpoint.Header) { h.Flags = []string{"submitted", "incomplete"} }},
+		{"duplicate flags", func(h *checkpoint.Header) { h.Flags = []string{"incomplete", "incomplete"} }},
+		{"duplicate flags apart", func(h *checkpoint.Header) { h.Flags = []string{"a", "b", "b", "c"} }},
+		{"too many flags", func(h *checkpoint.Header) { h.Flags = manyFlags(checkpoint.MaxFlags + 1) }},
+		{"title too long", func(h *checkpoint.Header) { h.Title = strings.Repeat("t", checkpoint.MaxTitleLen+1) }},
+		{"title too long in bytes, not runes", func(h *checkpoint.Header) { h.Title = strings.Repeat("ü", checkpoint.MaxTitleLen/2+1) }},
+		{"title not UTF-8", func(h *checkpoint.Header) { h.Title = "caf\xe9" }},
+		{"title with a cut rune", func(h *checkpoint.Header) { h.Title = "日本語"[:4] }},
+		{"app too long", func(h *checkpoint.Header) { h.App = strings.Repeat("a", checkpoint.MaxAppLen+1) }},
+		{"app not UTF-8", func(h *checkpoint.Header) { h.App = "\xff\xfe" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := fullHeader()
+			tc.modify(h)
+			if err := h.Validate(); err == nil {
+				t.Error("Validate accepted the header")
+			}
+			var buf bytes.Buffer
+			w, err := checkpoint.NewWriter(&buf, h)
+			if !errors.Is(err, checkpoint.ErrInvalid) {
+				t.Errorf("NewWriter: error %v, want one wrapping ErrInvalid", err)
+			}
+			if w != nil {
+				t.Error("NewWriter returned a Writer along with its error")
+			}
+			if buf.Len() != 0 {
+				t.Errorf("NewWriter wrote %d bytes for a header it rejected", buf.Len())
+			}
+		})
+	}
+}
+
+func TestValidateLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		modify func(*checkpoint.Header)
+	}{
+		{"no flags", func(h *checkpoint.Header) { h.Flags = nil }},
+		{"empty flag list", func(h *checkpoint.Header) { h.Flags = []string{} }},
+		{"flag of MaxFlagLen", func(h *checkpoint.Header) { h.Flags = []string{strings.Repeat("z", checkpoint.MaxFlagLen)} }},
+		{"MaxFlags flags", func(h *checkpoint.Header) { h.Flags = manyFlags(checkpoint.MaxFlags) }},
+		{"every flag character", func(h *checkpoint.Header) { h.Flags = []string{"0", "9a_b.c-d", "a"} }},
+		{"title of MaxTitleLen bytes", func(h *checkpoint.Header) { h.Title = strings.Repeat("ü", checkpoint.MaxTitleLen/2) }},
+		{"app of MaxAppLen bytes", func(h *checkpoint.Header) { h.App = strings.Repeat("a", checkpoint.MaxAppLen) }},
+		{"empty text", func(h *checkpoint.Header) { h.Title, h.App = "", "" }},
+		{"no owner", func(h *checkpoint.Header) { h.Owner = nil }},
+		{"zero times", func(h *checkpoint.Header) { h.Saved, h.Created = time.Time{}, time.Time{} }},
+		{"largest generation", func(h *checkpoint.Header) { h.Generation = 1<<64 - 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := fullHeader()
+			tc.modify(h)
+			if err := h.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			file := encode(t, h, []byte("x"))
+			info, err := checkpoint.Verify(bytes.NewReader(file), int64(len(file)))
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			if d := headerDiff(h, info.Header); d != "" {
+				t.Error(d)
+			}
+		})
+	}
+}
+
+func TestValidFlag(t *testing.T) {
+	for _, tc := range []struct {
+		flag string
+		want bool
+	}{
+		{"incomplete", true},
+		{"submitted", true},
+		{"a", true},
+		{"0", true},
+		{"v1.2", true},
+		{"needs_review", true},
+		{"draft-2", true},
+		{"a.", true},
+		{"a-", true},
+		{strings.Repeat("x", checkpoint.MaxFlagLen), true},
+		{strings.Repeat("x", checkpoint.MaxFlagLen+1), false},
+		{"", false},
+		{"Incomplete", false},
+		{"INCOMPLETE", false},
+		{"-a", false},
+		{"_a", false},
+		{".a", false},
+		{"a b", false},
+		{"a\tb", false},
+		{"a\n", false},
+		{"a/b", false},
+		{"a,b", false},
+		{"ü", false},
+		{"a\x00", false},
+	} {
+		if got := checkpoint.ValidFlag(tc.flag); got != tc.want {
+			t.Errorf("ValidFlag(%q) = %v, want %v", tc.flag, got, tc.want)
+		}
+	}
+}
+
+func TestHasFlag(t *testing.T) {
+	h := &checkpoint.Header{Flags: []string{"a", "incomplete", "submitted", "z"}}
+	for _, f := range h.Flags {
+		if !h.HasFlag(f) {
+			t.Errorf("HasFlag(%q) = false", f)
+		}
+	}
+	for _, f := range []string{"", "b", "incomplet", "incompletes", "Incomplete", "zz"} {
+		if h.HasFlag(f) {
+			t.Errorf("HasFlag(%q) = true", f)
+		}
+	}
+	if (&checkpoint.Header{}).HasFlag("a") {
+		t.Error("HasFlag on a header without flags = true")
+	}
+}
+
+func TestSetFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		flags       []string
+		add, remove []string
+		want        []string
+	}{
+		{"nothing", nil, nil, nil, nil},
+		{"add to none", nil, []string{"b", "a"}, nil, []string{"a", "b"}},
+		{"add sorts", []string{"m"}, []string{"z", "a"}, nil, []string{"a", "m", "z"}},
+		{"add dedupes", []string{"a", "b"}, []string{"b", "a", "b"}, nil, []string{"a", "b"}},
+		{"remove", []string{"a", "b", "c"}, nil, []string{"b"}, []string{"a", "c"}},
+		{"remove absent", []string{"a"}, nil, []string{"x"}, []string{"a"}},
+		{"set and clear", []string{"incomplete"}, []string{"submitted"}, []string{"incomplete"}, []string{"submitted"}},
+		{"in both lists ends cleared", []string{"a"}, []string{"b"}, []string{"b"}, []string{"a"}},
+		{"remove all is nil", []string{"a", "b"}, nil, []string{"b", "a"}, nil},
+		{"add and remove the same is nil", nil, []string{"a"}, []string{"a"}, nil},
+		{"empty is nil", []string{}, []string{}, []string{}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &checkpoint.Header{Flags: slices.Clone(tc.flags)}
+			got := h.SetFlags(tc.add, tc.remove)
+			if !slices.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
+				t.Errorf("SetFlags(%q, %q) on %q = %#v, want %#v", tc.add, tc.remove, tc.flags, got, tc.want)
+			}
+			if !slices.Equal(h.Flags, tc.flags) {
+				t.Errorf("SetFlags changed h.Flags to %q", h.Flags)
+			}
+			if got != nil {
+				h.Flags = got
+				if err := h.Validate(); err != nil {
+					t.Errorf("the result does not validate: %v", err)
+				}
+			}
+		})
+	}
+
+	// The result must not share memory with h.Flags, even when h.Flags has
+	// room to grow.
+	flags := make([]string, 1, 8)
+	flags[0] = "m"
+	h := &checkpoint.Header{Flags: flags}
+	got := h.SetFlags([]string{"a"}, nil)
+	got[0] = "changed"
+	if flags[:2][1] != "" || flags[0] != "m" {
+		t.Errorf("SetFlags wrote into the backing array of h.Flags: %q", flags[:2])
+	}
+}
+
+func TestOwnerString(t *testing.T) {
+	started := time.Date(2025, 1, 2, 3, 4, 5, 0, time.FixedZone("", 3600))
+	for _, tc := range []struct {
+		owner *checkpoint.Owner
+		want  string
+	}{
+		{nil, "an unknown process"},
+		{&checkpoint.Owner{PID: 42, Host: "box"}, "pid 42 on box"},
+		{&checkpoint.Owner{PID: 42, Host: "box", Command: "ckpt save"}, "pid 42 on box (ckpt save)"},
+		{&checkpoint.Owner{PID: 42, Host: "box", Started: started}, "pid 42 on box since 2025-01-02T02:04:05Z"},
+		{&checkpoint.Owner{PID: 7, Host: "h", User: "u", Command: "c", Started: started}, "pid 7 on h (c) since 2025-01-02T02:04:05Z"},
+	} {
+		if got := tc.owner.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+// TestHeaderJSON decodes header bytes that the Writer would never produce,
+// framed with correct checksums so that only the header decides.
+func TestHeaderJSON(t *testing.T) {
+	ts := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		js   string
+		want *checkpoint.Header // nil: must be rejected as corrupt
+	}{
+		{`{}`, &checkpoint.Header{}},
+		{" {\n\t\"generation\" : 2 }\n", &checkpoint.Header{Generation: 2}},
+		{`{"created":"2024-01-02T03:04:05Z","generation":9}`, &checkpoint.Header{Generation: 9, Created: ts}},
+		{`{"saved":"2024-01-02T05:04:05+02:00"}`, &checkpoint.Header{Saved: ts}},
+		{`{"title":"caf\u00e9 \ud83d\ude80"}`, &checkpoint.Header{Title: "café 🚀"}},
+		{`{"flags":[],"owner":null,"title":""}`, &checkpoint.Header{}},
+		{`{"owner":{"pid":5,"host":"h"}}`, &checkpoint.Header{Owner: &checkpoint.Owner{PID: 5, Host: "h"}}},
+
+		{``, nil},
+		{` `, nil},
+		{`{`, nil},
+		{`[]`, nil},
+		{`"header"`, nil},
+		{`{"generation":1} {"generation":2}`, nil},
+		{`{"generation":1},`, nil},
+		{`{"unknown":true}`, nil},
+		{`{"owner":{"pid":1,"shell":"sh"}}`, nil},
+		{`{"generation":-1}`, nil},
+		{`{"generation":1.5}`, nil},
+		{`{"generation":"1"}`, nil},
+		{`{"generation":18446744073709551616}`, nil},
+		{`{"saved":"yesterday"}`, nil},
+		{`{"saved":"2024-01-02T03:04:05+25:00"}`, nil},
+		{`{"flags":["b","a"]}`, nil},
+		{`{"flags":["a","a"]}`, nil},
+		{`{"flags":["Done"]}`, nil},
+		{`{"flags":"a"}`, nil},
+		{`{"title":"` + strings.Repeat("t", checkpoint.MaxTitleLen+1) + `"}`, nil},
+		{`{"app":"` + strings.Repeat("a", checkpoint.MaxAppLen+1) + `"}`, nil},
+	} {
+		name := tc.js
+		if len(name) > 40 {
+			name = name[:40] + "…"
+		}
+		t.Run(name, func(t *testing.T) {
+			file := specEncode(checkpoint.Version, []byte(tc.js), []byte("p"))
+			info, err := checkpoint.Verify(bytes.NewReader(file), int64(len(file)))
+			_, _, herr := checkpoint.ReadHeader(bytes.NewReader(file))
+			if tc.want == nil {
+				checkCorrupt(t, "Verify", err)
+				checkCorrupt(t, "ReadHeader", herr)
+				return
+			}
+			if err != nil || herr != nil {
+				t.Fatalf("Verify: %v; ReadHeader: %v", err, herr)
+			}
+			if d := headerDiff(tc.want, info.Header); d != "" {
+				t.Error(d)
+			}
+		})
+	}
+}

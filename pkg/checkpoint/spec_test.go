@@ -1,0 +1,181 @@
+package checkpoint_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
+)
+
+// This file holds a second encoder, written from the layout table in doc.go
+// rather than from format.go, and the helpers the other tests share.
+
+const (
+	specMagic        = "CKPT\r\n\x1a\n"
+	specTrailerMagic = "CKPTEND\n"
+	specPreambleLen  = 16 // magic, version, header length
+	specVersionOff   = 8  // offset of the version field
+	specHeaderLenOff = 12 // offset of the header length field
+)
+
+// specEncode lays out a checkpoint as doc.go describes it, with any version
+// and any header bytes, so tests can build files the package would refuse to
+// write. The header CRC and the trailing SHA-256 are always correct.
+func specEncode(version uint32, header, payload []byte) []byte {
+	b := []byte(specMagic)
+	b = binary.BigEndian.AppendUint32(b, version)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(header)))
+	b = append(b, header...)
+	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+	b = append(b, payload...)
+	b = append(b, specTrailerMagic...)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(payload)))
+	sum := sha256.Sum256(b)
+	return append(b, sum[:]...)
+}
+
+// encode writes one checkpoint with the package's Writer.
+func encode(t testing.TB, h *checkpoint.Header, payload []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := checkpoint.NewWriter(&buf, h)
+	if err != nil {
+		t.Fatalf("NewWriter: %v", err)
+	}
+	if n, err := w.Write(payload); err != nil || n != len(payload) {
+		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(payload))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	return buf.Bytes()
+}
+
+// fullHeader returns a header that sets every field, with text outside ASCII
+// and times in more than one zone.
+func fullHeader() *checkpoint.Header {
+	return &checkpoint.Header{
+		Generation: 1<<40 + 7,
+		Saved:      time.Date(2025, 11, 21, 23, 59, 58, 123456789, time.UTC),
+		Created:    time.Date(2024, 2, 29, 4, 5, 6, 7, time.FixedZone("IST", 5*3600+1800)),
+		Title:      "Ünïcödé draft ✓ 日本語 🚀 \"quoted\" <tag> & more",
+		Flags:      []string{"incomplete", "submitted", "v1.2_rc-3"},
+		App:        "org.example.editor/ü",
+		Owner: &checkpoint.Owner{
+			PID:     31337,
+			Host:    "build-hôst.example",
+			User:    "zoë",
+			Started: time.Date(2025, 11, 21, 22, 0, 0, 0, time.FixedZone("", -7*3600)),
+			Command: "editor --autosave 'my file'",
+		},
+	}
+}
+
+// headerDiff describes how got differs from want, or returns "" if they are
+// the same header. Times compare with Equal: the format keeps the instant,
+// not the monotonic reading or the *time.Location.
+func headerDiff(want, got *checkpoint.Header) string {
+	if want == nil || got == nil {
+		if want == got {
+			return ""
+		}
+		return fmt.Sprintf("header is %v, want %v", got, want)
+	}
+	var d []string
+	add := func(field string, got, want any) {
+		d = append(d, fmt.Sprintf("%s = %#v, want %#v", field, got, want))
+	}
+	if got.Generation != want.Generation {
+		add("Generation", got.Generation, want.Generation)
+	}
+	if !got.Saved.Equal(want.Saved) {
+		add("Saved", got.Saved, want.Saved)
+	}
+	if !got.Created.Equal(want.Created) {
+		add("Created", got.Created, want.Created)
+	}
+	if got.Title != want.Title {
+		add("Title", got.Title, want.Title)
+	}
+	if !slices.Equal(got.Flags, want.Flags) {
+		add("Flags", got.Flags, want.Flags)
+	}
+	if got.App != want.App {
+		add("App", got.App, want.App)
+	}
+	switch g, w := got.Owner, want.Owner; {
+	case g == nil && w == nil:
+	case g == nil || w == nil:
+		add("Owner", g, w)
+	default:
+		if g.PID != w.PID || g.Host != w.Host || g.User != w.User || g.Command != w.Command || !g.Started.Equal(w.Started) {
+			add("Owner", *g, *w)
+		}
+	}
+	return strings.Join(d, "; ")
+}
+
+// TestHeaderDiffCoversEveryField fails when Header or Owner gains a field, as
+// a reminder to teach headerDiff (and fullHeader) about it.
+func TestHeaderDiffCoversEveryField(t *testing.T) {
+	if n := reflect.TypeFor[checkpoint.Header]().NumField(); n != 7 {
+		t.Errorf("Header has %d fields; update headerDiff and fullHeader", n)
+	}
+	if n := reflect.TypeFor[checkpoint.Owner]().NumField(); n != 5 {
+		t.Errorf("Owner has %d fields; update headerDiff and fullHeader", n)
+	}
+	if d := headerDiff(fullHeader(), fullHeader()); d != "" {
+		t.Errorf("headerDiff of equal headers: %s", d)
+	}
+	other := fullHeader()
+	other.Owner.Started = other.Owner.Started.Add(time.Nanosecond)
+	if headerDiff(fullHeader(), other) == "" {
+		t.Error("headerDiff misses a change in Owner.Started")
+	}
+}
+
+// TestLayout checks that the Writer produces, byte for byte, the layout that
+// doc.go documents, with the header encoded as the JSON of Header.
+func TestLayout(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		header  *checkpoint.Header
+		payload string
+	}{
+		{"zero header, no payload", &checkpoint.Header{}, ""},
+		{"full header", fullHeader(), "payload \x00\xff bytes\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			js, err := json.Marshal(tc.header)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := specEncode(checkpoint.Version, js, []byte(tc.payload))
+			got := encode(t, tc.header, []byte(tc.payload))
+			if !bytes.Equal(got, want) {
+				t.Errorf("Writer output differs from doc.go layout at byte %d\n got: %q\nwant: %q", firstDiff(got, want), got, want)
+			}
+			if int64(len(got)) != specPreambleLen+int64(len(js))+4+int64(len(tc.payload))+checkpoint.TrailerSize {
+				t.Errorf("file is %d bytes; TrailerSize %d does not add up", len(got), checkpoint.TrailerSize)
+			}
+		})
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
