@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -71,7 +72,10 @@ func TestCrashLoop(t *testing.T) {
 		t.Skip("this is the child")
 	}
 	ctx := context.Background()
-	dir := newDir(t)
+	dir := filepath.Join(t.TempDir(), "crash")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	d, err := storage.Init(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
