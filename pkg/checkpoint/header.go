@@ -28,6 +28,70 @@ type Header struct {
 	// Owner is the process that wrote this file. In a session.next file it
 	// identifies the lock holder.
 	Owner *Owner `json:"owner,omitempty"`
+	// Steps records the steps of a resumable run, in the order they first
+	// ran. Names are unique.
+	Steps []Step `json:"steps,omitempty"`
+}
+
+// Step is the record of one step of a resumable run.
+type Step struct {
+	Name string `json:"name"`
+	// State is one of the Step states below.
+	State string `json:"state"`
+	// Exit is the command's exit status; -1 while it runs.
+	Exit int `json:"exit"`
+	// Attempts counts the runs of the command in its last invocation,
+	// retries included.
+	Attempts int       `json:"attempts"`
+	Started  time.Time `json:"started"`
+	// Duration is how long the step ran, retries included.
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Step states.
+const (
+	StepRunning     = "running"
+	StepPassed      = "passed"
+	StepFailed      = "failed"
+	StepInterrupted = "interrupted"
+)
+
+// MaxSteps bounds the steps recorded in one header.
+const MaxSteps = 4096
+
+// MaxNameLen bounds a name: a session id or a step name.
+const MaxNameLen = 128
+
+var nameRE = regexp.MustCompile(`^[a-z0-9_-][a-z0-9._-]*$`)
+
+// ValidName reports whether s is a safe file name as ckpt names things
+// (session ids, step names): lowercase letters, digits, '-', '_' and '.', not
+// starting with '.', at most MaxNameLen bytes.
+func ValidName(s string) bool {
+	return len(s) <= MaxNameLen && nameRE.MatchString(s)
+}
+
+// Step returns the record of the step called name, or nil.
+func (h *Header) Step(name string) *Step {
+	for i := range h.Steps {
+		if h.Steps[i].Name == name {
+			return &h.Steps[i]
+		}
+	}
+	return nil
+}
+
+// WithStep returns the steps of h with s added, or replacing the record of
+// the same name in place. h.Steps is not modified.
+func (h *Header) WithStep(s Step) []Step {
+	out := slices.Clone(h.Steps)
+	for i := range out {
+		if out[i].Name == s.Name {
+			out[i] = s
+			return out
+		}
+	}
+	return append(out, s)
 }
 
 // Owner identifies the process that writes a checkpoint.
@@ -87,7 +151,27 @@ func (h *Header) Validate() error {
 	if len(h.App) > MaxAppLen || !utf8.ValidString(h.App) {
 		return fmt.Errorf("app id must be valid UTF-8 of at most %d bytes", MaxAppLen)
 	}
-	for _, t := range []time.Time{h.Saved, h.Created, h.owner().Started} {
+	if len(h.Steps) > MaxSteps {
+		return fmt.Errorf("%d steps, the limit is %d", len(h.Steps), MaxSteps)
+	}
+	times := []time.Time{h.Saved, h.Created, h.owner().Started}
+	seen := make(map[string]bool, len(h.Steps))
+	for _, st := range h.Steps {
+		if !ValidName(st.Name) {
+			return fmt.Errorf("invalid step name %q: names are lowercase letters, digits, '-', '_' and '.', not starting with '.', at most %d characters", st.Name, MaxNameLen)
+		}
+		if seen[st.Name] {
+			return fmt.Errorf("step %q recorded twice", st.Name)
+		}
+		seen[st.Name] = true
+		switch st.State {
+		case StepRunning, StepPassed, StepFailed, StepInterrupted:
+		default:
+			return fmt.Errorf("step %q has unknown state %q", st.Name, st.State)
+		}
+		times = append(times, st.Started)
+	}
+	for _, t := range times {
 		// Decoding accepts times that encoding refuses (an offset of
 		// +24:00, year 10000): refuse them both ways.
 		if _, err := t.MarshalText(); err != nil {

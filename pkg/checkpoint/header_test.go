@@ -280,3 +280,45 @@ func TestHeaderJSON(t *testing.T) {
 		})
 	}
 }
+
+func TestSteps(t *testing.T) {
+	ok := checkpoint.Step{Name: "unit-tests", State: checkpoint.StepPassed, Attempts: 1}
+	bad := []struct {
+		name  string
+		steps []checkpoint.Step
+	}{
+		{"path in name", []checkpoint.Step{{Name: "../x", State: checkpoint.StepPassed}}},
+		{"upper case name", []checkpoint.Step{{Name: "Build", State: checkpoint.StepPassed}}},
+		{"empty name", []checkpoint.Step{{Name: "", State: checkpoint.StepPassed}}},
+		{"duplicate", []checkpoint.Step{ok, ok}},
+		{"unknown state", []checkpoint.Step{{Name: "x", State: "done"}}},
+	}
+	for _, tc := range bad {
+		h := &checkpoint.Header{Steps: tc.steps}
+		if err := h.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted %+v", tc.name, tc.steps)
+		}
+	}
+	h := &checkpoint.Header{}
+	h.Steps = h.WithStep(ok)
+	h.Steps = h.WithStep(checkpoint.Step{Name: "lint", State: checkpoint.StepRunning, Exit: -1})
+	failed := ok
+	failed.State, failed.Exit = checkpoint.StepFailed, 2
+	orig := h.Steps
+	h.Steps = h.WithStep(failed)
+	if err := h.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Steps) != 2 || h.Steps[0].Name != "unit-tests" || h.Steps[0].State != checkpoint.StepFailed || h.Steps[1].Name != "lint" {
+		t.Errorf("WithStep kept order and replaced in place? got %+v", h.Steps)
+	}
+	if orig[0].State != checkpoint.StepPassed {
+		t.Error("WithStep modified the header's slice")
+	}
+	if s := h.Step("lint"); s == nil || s.State != checkpoint.StepRunning {
+		t.Errorf("Step(lint) = %+v", s)
+	}
+	if h.Step("nope") != nil {
+		t.Error("Step of an unknown name is not nil")
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -22,7 +21,7 @@ import (
 
 // Limits on ids.
 const (
-	MaxIDLen     = 128
+	MaxIDLen     = checkpoint.MaxNameLen
 	MaxPrefixLen = 40
 	// DefaultPrefix names sessions whose prefix slugs to nothing.
 	DefaultPrefix = "session"
@@ -30,8 +29,6 @@ const (
 
 // ErrInvalidID reports a session id outside the id rules.
 var ErrInvalidID = errors.New("invalid session id")
-
-var idRE = regexp.MustCompile(`^[a-z0-9_-][a-z0-9._-]*$`)
 
 // ValidateID returns an error wrapping ErrInvalidID unless id is a valid
 // session id.
@@ -44,7 +41,7 @@ func ValidateID(id string) error {
 		why = fmt.Sprintf("it is %d characters long, the limit is %d", len(id), MaxIDLen)
 	case id[0] == '.':
 		why = "it starts with '.'"
-	case !idRE.MatchString(id):
+	case !checkpoint.ValidName(id):
 		why = "ids are lowercase letters, digits, '-', '_' and '.'"
 	default:
 		return nil
@@ -181,6 +178,8 @@ type Filter struct {
 	Prefix string
 	// Flags keeps sessions that have every one of these flags set.
 	Flags []string
+	// NoFlags keeps sessions that have none of these flags set.
+	NoFlags []string
 }
 
 func (f Filter) keepID(id string) bool {
@@ -190,6 +189,11 @@ func (f Filter) keepID(id string) bool {
 func (f Filter) keep(st *storage.Status) bool {
 	for _, fl := range f.Flags {
 		if st.Header == nil || !st.Header.HasFlag(fl) {
+			return false
+		}
+	}
+	for _, fl := range f.NoFlags {
+		if st.Header != nil && st.Header.HasFlag(fl) {
 			return false
 		}
 	}

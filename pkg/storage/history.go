@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -172,4 +173,47 @@ func (d *Dir) sweepOrphans() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Sweep implements Session: it removes a stale session.next and orphaned
+// temporary files last modified before cutoff, and returns their paths.
+// With dryRun it only returns them.
+func (d *Dir) Sweep(ctx context.Context, cutoff time.Time, dryRun bool) ([]string, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	var swept []string
+	next := d.file(NextFile)
+	l, err := inspectLock(next, d.now())
+	if err != nil {
+		return nil, fmt.Errorf("session %s: inspect lock: %w", d.id, err)
+	}
+	if l != nil && l.Stale && l.Since.Before(cutoff) {
+		if !dryRun {
+			if _, err := d.BreakLock(ctx, false); err != nil {
+				return swept, err
+			}
+		}
+		swept = append(swept, next)
+	}
+	des, err := os.ReadDir(d.path)
+	if err != nil {
+		return swept, fmt.Errorf("session %s: %w", d.id, err)
+	}
+	for _, de := range des {
+		path := d.file(de.Name())
+		if !strings.HasPrefix(de.Name(), TempPrefix) || lockHeld(path) {
+			continue
+		}
+		if fi, err := de.Info(); err != nil || !fi.ModTime().Before(cutoff) {
+			continue
+		}
+		if !dryRun {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return swept, fmt.Errorf("session %s: %w", d.id, err)
+			}
+		}
+		swept = append(swept, path)
+	}
+	return swept, nil
 }

@@ -31,6 +31,15 @@ type Session interface {
 	// BreakLock removes a stale lock, or a live one when force is set, and
 	// returns what it removed; it returns nil, nil when there was no lock.
 	BreakLock(ctx context.Context, force bool) (*Lock, error)
+	// OpenLog creates or truncates the log of step name, which keeps at
+	// most limit bytes of what is written to it (its head and its tail).
+	OpenLog(name string, limit int64) (io.WriteCloser, error)
+	// ReadLog opens the log of step name; ErrNoLog if there is none.
+	ReadLog(name string) (io.ReadCloser, error)
+	// Sweep removes a stale lock and orphaned temporary files last changed
+	// before cutoff, and returns their paths; with dryRun it only returns
+	// them.
+	Sweep(ctx context.Context, cutoff time.Time, dryRun bool) ([]string, error)
 	// Remove deletes the session. A session with a live writer is refused
 	// with a *LockedError unless force is set.
 	Remove(ctx context.Context, force bool) error
@@ -45,6 +54,7 @@ var (
 	ErrEmpty        = errors.New("refusing to save an empty payload")
 	ErrSymlink      = errors.New("refusing to follow a symbolic link")
 	ErrNoGeneration = errors.New("no such generation")
+	ErrNoLog        = errors.New("no log")
 )
 
 // DefaultKeep is how many generations a save keeps, the current one
@@ -176,6 +186,7 @@ type saveConfig struct {
 	command      string
 	allowEmpty   bool
 	keepPayload  bool
+	steps        []checkpoint.Step
 	keep         int
 	init         bool
 	now          func() time.Time
@@ -213,6 +224,11 @@ func AllowEmpty() SaveOption { return func(c *saveConfig) { c.allowEmpty = true 
 // history. Older ones are removed by this save. Zero means DefaultKeep.
 func Keep(k int) SaveOption { return func(c *saveConfig) { c.keep = k } }
 
+// WithStep records step s, replacing an earlier record of the same name.
+func WithStep(s checkpoint.Step) SaveOption {
+	return func(c *saveConfig) { c.steps = append(c.steps, s) }
+}
+
 // KeepPayload makes a save that changes metadata only: the new generation
 // has the current checkpoint's payload, verified, and Save's payload
 // argument is ignored.
@@ -233,7 +249,10 @@ func (c *saveConfig) next(prev *checkpoint.Header, owner *checkpoint.Owner) (*ch
 	if prev != nil {
 		h.Generation = prev.Generation + 1
 		h.Created = prev.Created
-		h.Title, h.App, h.Flags = prev.Title, prev.App, prev.Flags
+		h.Title, h.App, h.Flags, h.Steps = prev.Title, prev.App, prev.Flags, prev.Steps
+	}
+	for _, s := range c.steps {
+		h.Steps = h.WithStep(s)
 	}
 	if c.init {
 		h.Generation = 0

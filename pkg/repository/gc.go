@@ -1,0 +1,154 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ckpt-dev/ckpt/pkg/storage"
+)
+
+// ErrNoMatch reports that no session matches a filter.
+var ErrNoMatch = errors.New("no session matches")
+
+// Last returns the youngest intact session that matches f, and the damaged
+// entries it passed over. It fails with ErrNoMatch when none matches.
+func (r *Repository) Last(ctx context.Context, f Filter) (*storage.Status, []Entry, error) {
+	entries, err := r.List(ctx, f)
+	if err != nil {
+		return nil, nil, err
+	}
+	var damaged []Entry
+	for _, e := range entries {
+		if e.Err != nil {
+			damaged = append(damaged, e)
+			continue
+		}
+		return e.Status, damaged, nil
+	}
+	return nil, damaged, ErrNoMatch
+}
+
+// GCOptions select what GC removes.
+type GCOptions struct {
+	// OlderThan is how long a session must have been idle (no save) to be
+	// removed, and how old a stale lock or orphaned file must be to be swept.
+	OlderThan time.Duration
+	// Flags limits removal to sessions with all of these flags set.
+	Flags []string
+	// DryRun reports what would be removed and removes nothing.
+	DryRun bool
+	// Now is the time idleness is measured from; time.Now() if zero.
+	Now time.Time
+}
+
+// GCResult reports what GC did, or with DryRun would do.
+type GCResult struct {
+	// Removed are the ids of the sessions removed.
+	Removed []string
+	// Swept are the paths of stale locks, orphaned temporary files and
+	// leftovers of interrupted removals that were removed.
+	Swept []string
+	// Kept are sessions old enough to go that were kept, with why.
+	Kept []Kept
+	// Errors are the failures GC carried on past, one per session.
+	Errors []error
+}
+
+// Kept is a session GC did not remove.
+type Kept struct {
+	ID     string
+	Reason string
+}
+
+// GC removes sessions idle for longer than o.OlderThan, skipping those with a
+// live writer and damaged ones (it reports them), and sweeps stale locks and
+// orphaned files older than that from every session. It carries on past
+// per-session errors and returns them in the result; its own error is
+// non-nil only when the repository cannot be read at all.
+func (r *Repository) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	cutoff := now.Add(-o.OlderThan)
+	res := &GCResult{}
+	if err := r.sweepTrash(cutoff, o.DryRun, res); err != nil {
+		return nil, err
+	}
+	entries, err := r.List(ctx, Filter{})
+	if err != nil {
+		return nil, err
+	}
+	keep := Filter{Flags: o.Flags}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if e.Err != nil {
+			res.Errors = append(res.Errors, fmt.Errorf("skipped damaged session: %w", e.Err))
+			continue
+		}
+		st := e.Status
+		if st.Modified.Before(cutoff) && keep.keep(st) {
+			if st.Lock != nil && !st.Lock.Stale {
+				res.Kept = append(res.Kept, Kept{ID: e.ID, Reason: "a writer is live: " + st.Lock.Owner.String()})
+				continue
+			}
+			if !o.DryRun {
+				if err := r.Remove(ctx, e.ID, false); err != nil {
+					if !errors.Is(err, storage.ErrNotFound) {
+						res.Errors = append(res.Errors, err)
+					}
+					continue
+				}
+			}
+			res.Removed = append(res.Removed, e.ID)
+			continue
+		}
+		s, err := r.Open(e.ID)
+		if err == nil {
+			var swept []string
+			swept, err = s.Sweep(ctx, cutoff, o.DryRun)
+			res.Swept = append(res.Swept, swept...)
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			res.Errors = append(res.Errors, err)
+		}
+	}
+	return res, nil
+}
+
+// sweepTrash removes what interrupted removals left: hidden trash
+// directories older than cutoff.
+func (r *Repository) sweepTrash(cutoff time.Time, dryRun bool, res *GCResult) error {
+	des, err := os.ReadDir(r.root)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("gc %s: %w", r.root, err)
+	}
+	for _, de := range des {
+		if !strings.HasPrefix(de.Name(), storage.TrashPrefix) {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			continue
+		}
+		path := filepath.Join(r.root, de.Name())
+		if !dryRun {
+			if err := os.RemoveAll(path); err != nil {
+				res.Errors = append(res.Errors, err)
+				continue
+			}
+		}
+		res.Swept = append(res.Swept, path)
+	}
+	return nil
+}
