@@ -7,7 +7,7 @@ import (
 func (a *app) newBreakLockCommand() *cobra.Command {
 	var force bool
 	c := &cobra.Command{
-		Use:   "break-lock ID [--force]",
+		Use:   "break-lock [ID] [--force]",
 		Short: "Remove a session's stale lock",
 		Long: `Remove the session.next left by a writer that crashed or was killed, so that
 the session can be saved again. The current checkpoint is not touched.
@@ -19,9 +19,13 @@ use it when you know the writer is gone, for example on a network file system
 where flock cannot prove it. A session that is not locked exits 0.`,
 		Example: `  ckpt break-lock "$S"
   ckpt break-lock --force "$S"`,
-		Args: usageArgs(cobra.ExactArgs(1)),
+		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			s, err := a.session(args[0])
+			id, _, err := a.sessionArgs(args, 0)
+			if err != nil {
+				return err
+			}
+			s, err := a.session(id)
 			if err != nil {
 				return err
 			}

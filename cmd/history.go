@@ -6,7 +6,7 @@ import (
 
 func (a *app) newHistoryCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "history ID",
+		Use:   "history [ID]",
 		Short: "List a session's kept generations and whether each is intact",
 		Long: `List the generations a session keeps, newest first: generation, save time,
 payload size, title, flags, and whether it passes its integrity check. Each
@@ -14,9 +14,13 @@ generation is read in full. 'ckpt save --keep K' (default 3, or
 $CKPT_KEEP) sets how many are kept; 'ckpt load --generation N' loads one.`,
 		Example: `  ckpt history "$S"
   ckpt history "$S" --json | jq '.[] | select(.intact) | .generation'`,
-		Args: usageArgs(cobra.ExactArgs(1)),
+		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			s, err := a.session(args[0])
+			id, _, err := a.sessionArgs(args, 0)
+			if err != nil {
+				return err
+			}
+			s, err := a.session(id)
 			if err != nil {
 				return err
 			}

@@ -18,7 +18,7 @@ func (a *app) newLoadCommand() *cobra.Command {
 		strict     bool
 	)
 	c := &cobra.Command{
-		Use:   "load ID [-o FILE] [--generation N] [--strict]",
+		Use:   "load [ID] [-o FILE] [--generation N] [--strict]",
 		Short: "Write the current checkpoint's payload to stdout or a file",
 		Long: `Verify the current checkpoint and write its payload to stdout, or to FILE
 with -o. The whole checkpoint is checked before the first byte is written.
@@ -36,9 +36,13 @@ created but never saved exits 3.`,
   ckpt load "$S" -o state.json || echo "nothing to resume"
   ckpt load "$S" --generation 4 -o state-4.json
   ckpt load "$S" --strict > state.json   # exit 6 rather than fall back`,
-		Args: usageArgs(cobra.ExactArgs(1)),
+		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			s, err := a.session(args[0])
+			id, _, err := a.sessionArgs(args, 0)
+			if err != nil {
+				return err
+			}
+			s, err := a.session(id)
 			if err != nil {
 				return err
 			}

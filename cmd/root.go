@@ -5,6 +5,7 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/signal"
@@ -44,7 +45,8 @@ resumes from the last complete checkpoint. A checkpoint is written to
 session.next, fsynced and renamed over the current one, so it is never torn.
 
 The repository is --repo, else $CKPT_REPOSITORY, else
-$XDG_CACHE_HOME/ckpt/sessions.
+$XDG_CACHE_HOME/ckpt/sessions. Commands that take one session id use
+$CKPT_SESSION when the id is left out.
 
 EXIT STATUS
   0  success
@@ -150,6 +152,18 @@ func (a *app) session(id string) (storage.Session, error) {
 		return nil, err
 	}
 	return r.Open(id)
+}
+
+// sessionArgs splits args into a session id and the rest: the id is the
+// first argument when there are more than minRest, else $CKPT_SESSION.
+func (a *app) sessionArgs(args []string, minRest int) (string, []string, error) {
+	if len(args) > minRest {
+		return args[0], args[1:], nil
+	}
+	if id := a.getenv("CKPT_SESSION"); id != "" {
+		return id, args, nil
+	}
+	return "", nil, usageError{errors.New("no session id given, and $CKPT_SESSION is not set")}
 }
 
 // usageArgs marks errors from a cobra argument validator as usage errors.

@@ -21,10 +21,12 @@ type saveOptions struct {
 func (a *app) newSaveCommand() *cobra.Command {
 	var o saveOptions
 	c := &cobra.Command{
-		Use:   "save ID [FILE|-]",
+		Use:   "save [ID] [FILE|-]",
 		Short: "Save a new checkpoint atomically and print its generation",
 		Long: `Save the contents of FILE, or of stdin when FILE is '-' or absent, as the
-session's next checkpoint, and print the new generation number.
+session's next checkpoint, and print the new generation number. Without ID,
+the session is $CKPT_SESSION: then use 'ckpt save - < FILE' or 'ckpt save',
+since a single argument other than '-' is taken as the id.
 
 The checkpoint is written to session.next, fsynced and renamed over the
 current one: readers see the old checkpoint or the new one, never a mix.
@@ -40,7 +42,7 @@ file first and save the file only if the producer exited 0.`,
   ckpt save "$S" - --title "after step 3" --flag incomplete < state.json
   G=$(ckpt show "$S" --json | jq .generation)
   ckpt save "$S" state.json --if-generation "$G"   # exit 5 if someone saved meanwhile`,
-		Args: usageArgs(cobra.RangeArgs(1, 2)),
+		Args: usageArgs(cobra.MaximumNArgs(2)),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts := []storage.SaveOption{
 				storage.WithFlags(o.setFlags, o.clearFlag),
@@ -63,13 +65,21 @@ file first and save the file only if the producer exited 0.`,
 			if o.allowEmpty {
 				opts = append(opts, storage.AllowEmpty())
 			}
-			s, err := a.session(args[0])
+			minRest := 0
+			if len(args) == 2 || len(args) == 1 && args[0] == "-" {
+				minRest = 1
+			}
+			id, rest, err := a.sessionArgs(args, minRest)
+			if err != nil {
+				return err
+			}
+			s, err := a.session(id)
 			if err != nil {
 				return err
 			}
 			in := c.InOrStdin()
-			if len(args) == 2 && args[1] != "-" {
-				f, err := os.Open(args[1])
+			if len(rest) == 1 && rest[0] != "-" {
+				f, err := os.Open(rest[0])
 				if err != nil {
 					return fmt.Errorf("open input: %w", err)
 				}

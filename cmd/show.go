@@ -6,7 +6,7 @@ import (
 
 func (a *app) newShowCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "show ID",
+		Use:   "show [ID]",
 		Short: "Show a session's metadata and lock state",
 		Long: `Show all of a session's metadata: generation, save and creation times, title,
 flags, app id, payload size and the process that saved it; and its lock: none,
@@ -14,13 +14,17 @@ or the owner of session.next and whether that writer is live or provably gone.
 It reads the header only, not the payload.`,
 		Example: `  ckpt show "$S"
   ckpt show "$S" --json | jq .generation`,
-		Args: usageArgs(cobra.ExactArgs(1)),
+		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			r, err := a.repository()
 			if err != nil {
 				return err
 			}
-			s, err := r.Open(args[0])
+			id, _, err := a.sessionArgs(args, 0)
+			if err != nil {
+				return err
+			}
+			s, err := r.Open(id)
 			if err != nil {
 				return err
 			}
