@@ -5,14 +5,17 @@ import (
 )
 
 func (a *app) newRemoveCommand() *cobra.Command {
-	var force bool
+	var (
+		force bool
+		lock  lockFlags
+	)
 	c := &cobra.Command{
 		Use:     "remove ID...",
 		Aliases: []string{"rm"},
 		Short:   "Remove sessions",
 		Long: `Remove each session named, with all its checkpoints. A session whose writer
 is live (it holds session.next's lock) is refused with exit status 4 unless
---force; a session whose lock is stale is removed.
+--force, or waited for with --wait; a session whose lock is stale is removed.
 
 Each id is tried even if an earlier one fails; the exit status is that of the
 failures, and each is reported on stderr.`,
@@ -27,7 +30,11 @@ failures, and each is reported on stderr.`,
 			removed := []string{}
 			var errs []error
 			for _, id := range args {
-				if err := r.Remove(c.Context(), id, force); err != nil {
+				s, err := r.Open(id)
+				if err == nil {
+					err = a.waiter(s, &lock).Do(c.Context(), func() error { return s.Remove(c.Context(), force) })
+				}
+				if err != nil {
 					errs = append(errs, err)
 					continue
 				}
@@ -45,5 +52,6 @@ failures, and each is reported on stderr.`,
 		},
 	}
 	c.Flags().BoolVar(&force, "force", false, "remove even a session with a live writer")
+	lock.register(c)
 	return c
 }

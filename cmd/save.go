@@ -16,6 +16,7 @@ type saveOptions struct {
 	ifGeneration        uint64
 	allowEmpty          bool
 	keep                int
+	lock                lockFlags
 }
 
 func (a *app) newSaveCommand() *cobra.Command {
@@ -31,7 +32,9 @@ since a single argument other than '-' is taken as the id.
 The checkpoint is written to session.next, fsynced and renamed over the
 current one: readers see the old checkpoint or the new one, never a mix.
 While it writes, session.next is the session's lock: a second writer fails
-with exit status 4. Title, flags and app id carry over from the previous
+with exit status 4, or with --wait waits for the first to finish (retrying
+with jittered exponential backoff), and with --break-stale breaks the lock of
+a writer that is provably gone. A live writer's lock is never broken. Title, flags and app id carry over from the previous
 generation unless changed here.
 
 An empty input is refused (exit 2) unless --allow-empty: an empty pipe usually
@@ -41,7 +44,8 @@ file first and save the file only if the producer exited 0.`,
 		Example: `  ./runner > state.json && ckpt save "$S" state.json
   ckpt save "$S" - --title "after step 3" --flag incomplete < state.json
   G=$(ckpt show "$S" --json | jq .generation)
-  ckpt save "$S" state.json --if-generation "$G"   # exit 5 if someone saved meanwhile`,
+  ckpt save "$S" state.json --if-generation "$G"   # exit 5 if someone saved meanwhile
+  ckpt save "$S" state.json --wait 30s --break-stale`,
 		Args: usageArgs(cobra.MaximumNArgs(2)),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts := []storage.SaveOption{
@@ -86,7 +90,11 @@ file first and save the file only if the producer exited 0.`,
 				defer f.Close()
 				in = f
 			}
-			saved, err := s.Save(c.Context(), struct{ io.Reader }{in}, opts...)
+			var saved *storage.Saved
+			err = a.waiter(s, &o.lock).Do(c.Context(), func() (err error) {
+				saved, err = s.Save(c.Context(), struct{ io.Reader }{in}, opts...)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -104,6 +112,7 @@ file first and save the file only if the producer exited 0.`,
 	f.StringArrayVar(&o.clearFlag, "unflag", nil, "clear a flag (repeatable)")
 	f.Uint64Var(&o.ifGeneration, "if-generation", 0, "save only if the current generation is `N` (else exit 5)")
 	f.BoolVar(&o.allowEmpty, "allow-empty", false, "allow an empty payload")
+	o.lock.register(c)
 	f.IntVar(&o.keep, "keep", storage.DefaultKeep, "keep the last `K` generations, this one included (default $CKPT_KEEP, else 3)")
 	return c
 }

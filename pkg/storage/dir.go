@@ -73,7 +73,11 @@ func Init(ctx context.Context, path string, opts ...SaveOption) (*Dir, error) {
 	}
 	c := newSaveConfig(opts)
 	c.init = true
-	if _, err := d.commit(ctx, c, nil); err != nil {
+	tx, err := d.begin(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Commit(ctx, nil); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -266,102 +270,13 @@ func (d *Dir) loadFile(name string) (*Checkpoint, error) {
 	}, nil
 }
 
-// Save implements Session.
+// Save implements Session: it is Begin followed by Commit.
 func (d *Dir) Save(ctx context.Context, payload io.Reader, opts ...SaveOption) (*Saved, error) {
-	return d.commit(ctx, newSaveConfig(opts), payload)
-}
-
-// commit runs the next-file protocol; see the package documentation. The
-// payload comes from r, or from the current checkpoint with KeepPayload, or
-// is empty for Init.
-//
-// The header, which names the owner, must be in session.next from the moment
-// it exists, but its generation depends on the current checkpoint, which can
-// only be trusted under the lock. So commit reads the current header, takes
-// the lock with a header built from it, and reads again under the lock; if
-// another writer committed in between, it lets go and starts over.
-func (d *Dir) commit(ctx context.Context, c *saveConfig, r io.Reader) (*Saved, error) {
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		seen, _, err := d.current()
-		if err != nil {
-			return nil, err
-		}
-		saved, err := d.commitFrom(ctx, c, seen, r)
-		if !errors.Is(err, errMoved) {
-			return saved, err
-		}
-		if attempt == maxCommitAttempts {
-			return nil, fmt.Errorf("session %s: other writers kept saving; gave up after %d attempts", d.id, attempt)
-		}
-	}
-}
-
-const maxCommitAttempts = 16
-
-// errMoved means the current checkpoint changed between commit's first look
-// and its lock.
-var errMoved = errors.New("current checkpoint changed")
-
-func (d *Dir) commitFrom(ctx context.Context, c *saveConfig, seen *checkpoint.Header, r io.Reader) (saved *Saved, err error) {
-	h, err := c.next(seen, currentOwner(c.command, c.now()))
-	if err != nil {
-		return nil, fmt.Errorf("session %s: %w", d.id, err)
-	}
-	w, err := d.lock(h)
+	tx, err := d.begin(ctx, newSaveConfig(opts))
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, w.abort())
-		}
-	}()
-	prev, prevFile, err := d.currentForUpdate(c)
-	if err != nil {
-		return nil, err
-	}
-	if prevFile != nil {
-		defer prevFile.Close()
-		if c.keepPayload {
-			r = prevFile
-		}
-	}
-	if !sameHeader(prev, seen) {
-		return nil, errMoved
-	}
-	var gen uint64
-	if prev != nil {
-		gen = prev.Generation
-	}
-	switch {
-	case c.init && prev != nil:
-		return nil, fmt.Errorf("session %s: already initialized", d.id)
-	case c.ifGeneration != nil && *c.ifGeneration != gen:
-		return nil, fmt.Errorf("session %s: %w: expected generation %d, the current one is %d", d.id, ErrConflict, *c.ifGeneration, gen)
-	case c.keepPayload && prev == nil:
-		return nil, fmt.Errorf("session %s: %w", d.id, ErrNoCheckpoint)
-	}
-	size, err := w.write(ctx, r, c.init || c.allowEmpty || c.keepPayload)
-	if err != nil {
-		return nil, err
-	}
-	if err := d.rotate(prev, h.Generation, c.keep); err != nil {
-		return nil, err
-	}
-	if err := w.commit(); err != nil {
-		return nil, err
-	}
-	return &Saved{Header: h, Size: size}, nil
-}
-
-func sameHeader(a, b *checkpoint.Header) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.Generation == b.Generation && a.Saved.Equal(b.Saved)
+	return tx.Commit(ctx, payload)
 }
 
 // currentForUpdate reads the current checkpoint under the lock. With

@@ -160,13 +160,19 @@ type Lock struct {
 	Since time.Time
 }
 
-// LockedError reports that a session is locked by another writer.
+// LockedError reports that a session is locked by another writer, or, with
+// Lost, that this writer's own lock was broken while it saved, so that it
+// saved nothing rather than overwrite what came after.
 type LockedError struct {
 	Session string
 	Lock
+	Lost bool
 }
 
 func (e *LockedError) Error() string {
+	if e.Lost {
+		return fmt.Sprintf("session %s: %s", e.Session, e.Reason)
+	}
 	state := "live"
 	if e.Stale {
 		state = "stale"

@@ -103,7 +103,7 @@ func (w *writer) write(ctx context.Context, r io.Reader, allowEmpty bool) (int64
 func (w *writer) commit() error {
 	id := w.d.id
 	if !sameFile(w.f.OS(), w.next) {
-		return &LockedError{Session: id, Lock: Lock{Reason: "this writer's lock was broken while it was saving; nothing was saved"}}
+		return &LockedError{Session: id, Lost: true, Lock: Lock{Reason: "this writer's lock was broken while it was saving; nothing was saved"}}
 	}
 	if err := w.d.fs.Rename(w.next, w.d.file(CheckpointFile)); err != nil {
 		return fmt.Errorf("session %s: rename %s: %w", id, NextFile, err)
