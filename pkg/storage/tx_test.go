@@ -1,0 +1,168 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func txSession(t *testing.T, payload string) *Dir {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tx")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Init(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if payload != "" {
+		if _, err := d.Save(context.Background(), strings.NewReader(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+func current(t *testing.T, d *Dir) (uint64, string) {
+	t.Helper()
+	cp, err := d.Load(context.Background(), Strict())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	b, err := io.ReadAll(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp.Header.Generation, string(b)
+}
+
+func TestTxCommitHoldsTheLock(t *testing.T) {
+	ctx := context.Background()
+	d := txSession(t, "one")
+	tx, unlock, err := d.Lock(ctx, WithTitle("two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if tx.Base().Generation != 1 || tx.Next().Generation != 2 || tx.Next().Title != "two" {
+		t.Fatalf("base %d, next %d %q", tx.Base().Generation, tx.Next().Generation, tx.Next().Title)
+	}
+	// While the transaction runs, other writers are locked out and readers
+	// see the old checkpoint.
+	var le *LockedError
+	if _, err := d.Save(ctx, strings.NewReader("intruder")); !errors.As(err, &le) || le.Stale {
+		t.Fatalf("save during a transaction: %v, want a live LockedError", err)
+	}
+	cp, err := tx.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(cp)
+	cp.Close()
+	if string(b) != "one" {
+		t.Fatalf("tx.Load = %q", b)
+	}
+	saved, err := tx.Commit(ctx, strings.NewReader(string(b)+"+two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved.Header.Generation != 2 {
+		t.Errorf("committed generation %d", saved.Header.Generation)
+	}
+	if err := unlock(); err != nil {
+		t.Errorf("unlock after commit: %v", err)
+	}
+	if gen, p := current(t, d); gen != 2 || p != "one+two" {
+		t.Errorf("after commit: generation %d %q", gen, p)
+	}
+	if _, err := d.Save(ctx, strings.NewReader("three")); err != nil {
+		t.Errorf("save after the transaction: %v", err)
+	}
+}
+
+func TestRun(t *testing.T) {
+	ctx := context.Background()
+	d := txSession(t, "base")
+	failure := errors.New("the step failed")
+	for _, tc := range []struct {
+		name    string
+		fn      func(ctx context.Context, tx *Tx) error
+		wantErr error
+		wantGen uint64
+		want    string
+	}{
+		{"commit", func(ctx context.Context, tx *Tx) error {
+			_, err := tx.Commit(ctx, strings.NewReader("committed"))
+			return err
+		}, nil, 2, "committed"},
+		{"empty transaction", func(ctx context.Context, tx *Tx) error { return nil }, nil, 2, "committed"},
+		{"abort on error", func(ctx context.Context, tx *Tx) error { return failure }, failure, 2, "committed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := d.Run(ctx, tc.fn)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Run = %v, want %v", err, tc.wantErr)
+			}
+			if gen, p := current(t, d); gen != tc.wantGen || p != tc.want {
+				t.Errorf("after Run: generation %d %q, want %d %q", gen, p, tc.wantGen, tc.want)
+			}
+			if _, err := os.Lstat(d.file(NextFile)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("session.next after Run: %v", err)
+			}
+		})
+	}
+}
+
+// TestTxLostLock breaks a transaction's lock, lets another writer save, and
+// checks that the transaction's commit fails instead of overwriting.
+func TestTxLostLock(t *testing.T) {
+	ctx := context.Background()
+	d := txSession(t, "base")
+	tx, err := d.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.BreakLock(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Save(ctx, strings.NewReader("newer")); err != nil {
+		t.Fatal(err)
+	}
+	var le *LockedError
+	if _, err := tx.Commit(ctx, strings.NewReader("stale writer")); !errors.As(err, &le) || !le.Lost {
+		t.Fatalf("commit after the lock was broken: %v, want a LockedError with Lost", err)
+	}
+	if gen, p := current(t, d); gen != 2 || p != "newer" {
+		t.Errorf("checkpoint is generation %d %q, want the newer save", gen, p)
+	}
+}
+
+func TestBeginIfGeneration(t *testing.T) {
+	ctx := context.Background()
+	d := txSession(t, "base")
+	if _, err := d.Begin(ctx, IfGeneration(0)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Begin with a stale generation: %v", err)
+	}
+	if _, err := os.Lstat(d.file(NextFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused Begin left session.next: %v", err)
+	}
+	tx, err := d.Begin(ctx, IfGeneration(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Abort(); err != nil {
+		t.Errorf("second Abort: %v", err)
+	}
+	if _, err := tx.Commit(ctx, strings.NewReader("x")); err == nil {
+		t.Error("Commit after Abort succeeded")
+	}
+}
