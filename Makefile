@@ -28,11 +28,12 @@ test: lint
 test-short:
 	$(GO) test -short -count=1 ./...
 
-## bench: save/load latency next to the raw syscall floor, and peak RSS
+## bench: save/load latency next to the raw syscall floor, peak RSS, contention
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 300x -count 1 ./pkg/storage/
 	$(GO) test -run '^$$' -bench 'CLISave4K|CLIProcessFloor' -benchtime 200x -count 1 .
 	$(GO) test -run '^$$' -bench 'CLI1GiB' -benchtime 1x -count 1 .
+	$(GO) test -run '^$$' -bench 'Contention16' -benchtime 3x -count 1 .
 
 ## lint: go vet, gofmt, and staticcheck when it is installed
 lint:
