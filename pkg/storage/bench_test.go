@@ -51,8 +51,15 @@ func BenchmarkSaveFloor4K(b *testing.B) {
 	}
 }
 
-// BenchmarkSave4K is a library save of a 4 KiB payload.
-func BenchmarkSave4K(b *testing.B) {
+// BenchmarkSave4K is a library save of a 4 KiB payload, keeping the
+// default 3 generations of history.
+func BenchmarkSave4K(b *testing.B) { benchSave(b) }
+
+// BenchmarkSave4KNoHistory is the same save keeping no history (Keep(1)):
+// the difference with BenchmarkSave4K is what history costs.
+func BenchmarkSave4KNoHistory(b *testing.B) { benchSave(b, storage.Keep(1)) }
+
+func benchSave(b *testing.B, opts ...storage.SaveOption) {
 	ctx := context.Background()
 	s, err := storage.Init(ctx, b.TempDir())
 	if err != nil {
@@ -60,7 +67,7 @@ func BenchmarkSave4K(b *testing.B) {
 	}
 	b.SetBytes(int64(len(payload4K)))
 	for b.Loop() {
-		if _, err := s.Save(ctx, bytes.NewReader(payload4K)); err != nil {
+		if _, err := s.Save(ctx, bytes.NewReader(payload4K), opts...); err != nil {
 			b.Fatal(err)
 		}
 	}
