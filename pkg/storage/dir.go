@@ -232,6 +232,10 @@ func (d *Dir) loadGeneration(n uint64) (*Checkpoint, error) {
 		}
 		return nil, fmt.Errorf("session %s: generation %d: %w", d.id, n, ErrNoGeneration)
 	}
+	if err == nil && cp.Header.Generation != n {
+		cp.Close()
+		return nil, fmt.Errorf("session %s: %s: %w", d.id, historyName(n), &checkpoint.CorruptError{Reason: fmt.Sprintf("holds generation %d, not %d", cp.Header.Generation, n)})
+	}
 	return cp, err
 }
 
@@ -310,12 +314,9 @@ func (d *Dir) rotate(prev *checkpoint.Header, newGen uint64, keep int) error {
 	if keep > 1 && prev != nil && prev.Generation > 0 {
 		name := d.file(historyName(prev.Generation))
 		err := d.fs.Link(d.file(CheckpointFile), name)
-		if errors.Is(err, fs.ErrExist) {
-			// Left by a save that failed after this step: the same
-			// generation, so replace it with the current file.
-			if err = d.fs.Remove(name); err == nil {
-				err = d.fs.Link(d.file(CheckpointFile), name)
-			}
+		if errors.Is(err, fs.ErrExist) && sameName(d.file(CheckpointFile), name) {
+			// Left by a save that failed after this step: the same file.
+			err = nil
 		}
 		if err != nil {
 			return fmt.Errorf("session %s: keep generation %d: %w", d.id, prev.Generation, err)
@@ -355,8 +356,7 @@ func (d *Dir) BreakLock(ctx context.Context, force bool) (*Lock, error) {
 		return nil, fmt.Errorf("session %s: break lock: %w", d.id, err)
 	}
 	defer f.Close()
-	free := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
-	l, err := judgeLock(f, free, d.now())
+	l, err := judgeLock(f, probeFlock(f, unix.LOCK_EX), d.now())
 	if err != nil {
 		return nil, fmt.Errorf("session %s: break lock: %w", d.id, err)
 	}

@@ -32,7 +32,7 @@ func ExampleDir_Run() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	increment := func(ctx context.Context, tx *storage.Tx) error {
+	increment := func(ctx context.Context, tx storage.Tx) error {
 		n := 0
 		if tx.Base().Generation > 0 {
 			cp, err := tx.Load(ctx)

@@ -72,16 +72,39 @@ func inspectLock(path string, now time.Time) (*Lock, error) {
 	}
 	defer f.Close()
 	// A shared probe: it fails while a writer holds its exclusive flock.
-	free := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) == nil
-	if free {
+	state := probeFlock(f, unix.LOCK_SH)
+	if state == flockFree {
 		defer unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	}
-	return judgeLock(f, free, now)
+	return judgeLock(f, state, now)
 }
 
-// judgeLock decides whether the lock file f, whose flock is free or not, is
-// stale.
-func judgeLock(f *os.File, free bool, now time.Time) (*Lock, error) {
+type flockState int
+
+const (
+	flockHeld    flockState = iota // some process holds it: the writer lives
+	flockFree                      // we took it: no writer holds it
+	flockUnknown                   // the file system cannot tell
+)
+
+// probeFlock tries to take f's flock (unix.LOCK_SH or LOCK_EX) without
+// blocking, and keeps it if it is free.
+func probeFlock(f *os.File, how int) flockState {
+	switch err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); {
+	case err == nil:
+		return flockFree
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return flockHeld
+	default:
+		return flockUnknown
+	}
+}
+
+// judgeLock decides whether the lock file f, whose flock is in the given
+// state, is stale. A held flock always means a live writer, even one whose
+// pid this process cannot see (another pid namespace sharing the volume).
+// Only where flock cannot tell is a vanished pid on this host taken as proof.
+func judgeLock(f *os.File, state flockState, now time.Time) (*Lock, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -95,17 +118,18 @@ func judgeLock(f *os.File, free bool, now time.Time) (*Lock, error) {
 		l.Owner = h.Owner
 	}
 	switch {
-	case !free:
+	case state == flockHeld:
 		l.Reason = "its writer holds the flock"
+	case state == flockUnknown && processGone(l.Owner):
+		l.Stale, l.Reason = true, "its writer's pid no longer exists on this host"
+	case state == flockUnknown:
+		l.Reason = "flock cannot tell on this file system whether its writer lives"
 	case l.Owner != nil:
 		l.Stale, l.Reason = true, "no process holds its flock"
 	case now.Sub(fi.ModTime()) > CreateGrace:
 		l.Stale, l.Reason = true, "no process holds its flock and it names no owner"
 	default:
 		l.Reason = "it is being created"
-	}
-	if !l.Stale && l.Owner != nil && processGone(l.Owner) {
-		l.Stale, l.Reason = true, "its writer's pid no longer exists on this host"
 	}
 	return l, nil
 }
@@ -130,4 +154,14 @@ func (d *Dir) lockedError() error {
 		l = &Lock{Reason: "another writer was saving"}
 	}
 	return &LockedError{Session: d.id, Lock: *l}
+}
+
+// sameName reports whether paths a and b name the same file.
+func sameName(a, b string) bool {
+	fa, err := os.Lstat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Lstat(b)
+	return err == nil && os.SameFile(fa, fb)
 }

@@ -19,6 +19,9 @@ type Session interface {
 	Stat(ctx context.Context) (*Status, error)
 	// Save reads payload to its end and commits it as the next generation.
 	Save(ctx context.Context, payload io.Reader, opts ...SaveOption) (*Saved, error)
+	// Begin takes the session's lock and returns a transaction that will
+	// save the next generation with opts; see Tx.
+	Begin(ctx context.Context, opts ...SaveOption) (Tx, error)
 	// Load returns the current checkpoint, verified before any byte of it
 	// is handed out; when it is damaged, the newest intact older generation
 	// (see LoadOption). The caller must close it.
@@ -43,6 +46,27 @@ type Session interface {
 	// Remove deletes the session. A session with a live writer is refused
 	// with a *LockedError unless force is set.
 	Remove(ctx context.Context, force bool) error
+}
+
+// Tx is a transaction on a session: it holds the session's lock from Begin
+// until Commit or Abort, so that what it reads stays current until it
+// writes. A Tx is not safe for concurrent use.
+type Tx interface {
+	// Base returns the header of the current checkpoint as read under the
+	// lock, nil if the session has none.
+	Base() *checkpoint.Header
+	// Next returns the header Commit will write.
+	Next() *checkpoint.Header
+	// Load returns the current checkpoint, verified; the lock keeps it
+	// current until the transaction ends.
+	Load(ctx context.Context) (*Checkpoint, error)
+	// Commit streams payload (ignored with KeepPayload) into the next
+	// generation, makes it current and releases the lock. On failure
+	// nothing changes and the lock is released too.
+	Commit(ctx context.Context, payload io.Reader) (*Saved, error)
+	// Abort ends the transaction without saving and releases the lock. It
+	// does nothing after Commit or a first Abort.
+	Abort() error
 }
 
 // Errors returned by sessions. They are wrapped with the session id; test

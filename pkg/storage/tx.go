@@ -9,10 +9,8 @@ import (
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 )
 
-// Tx is a transaction on a session: it holds the session's lock from Begin
-// until Commit or Abort, so that what it reads stays current until it
-// writes. A Tx is not safe for concurrent use.
-type Tx struct {
+// dirTx is the Tx of a Dir.
+type dirTx struct {
 	d        *Dir
 	c        *saveConfig
 	w        *writer
@@ -23,6 +21,8 @@ type Tx struct {
 	done     bool
 }
 
+var _ Tx = (*dirTx)(nil)
+
 // Begin takes the session's lock and returns a transaction that will save
 // the next generation with opts. It fails at once with a *LockedError if
 // another writer holds the lock; wrap it in a Waiter to wait. With
@@ -30,15 +30,19 @@ type Tx struct {
 //
 // The caller must end the transaction with Commit or Abort; until then
 // other writers get a live *LockedError.
-func (d *Dir) Begin(ctx context.Context, opts ...SaveOption) (*Tx, error) {
-	return d.begin(ctx, newSaveConfig(opts))
+func (d *Dir) Begin(ctx context.Context, opts ...SaveOption) (Tx, error) {
+	tx, err := d.begin(ctx, newSaveConfig(opts))
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return tx, nil
 }
 
 // Lock is Begin for a caller that wants the lock held while it works: it
 // returns the transaction and the function that releases the lock. Calling
 // the function after Commit does nothing.
-func (d *Dir) Lock(ctx context.Context, opts ...SaveOption) (*Tx, func() error, error) {
-	tx, err := d.Begin(ctx, opts...)
+func (d *Dir) Lock(ctx context.Context, opts ...SaveOption) (Tx, func() error, error) {
+	tx, err := d.begin(ctx, newSaveConfig(opts))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -50,8 +54,8 @@ func (d *Dir) Lock(ctx context.Context, opts ...SaveOption) (*Tx, func() error, 
 // without committing, nothing changes (an empty transaction), and if it
 // returns an error, nothing changes and Run returns that error. Run returns
 // what Commit saved, or nil.
-func (d *Dir) Run(ctx context.Context, fn func(ctx context.Context, tx *Tx) error, opts ...SaveOption) (*Saved, error) {
-	tx, err := d.Begin(ctx, opts...)
+func (d *Dir) Run(ctx context.Context, fn func(ctx context.Context, tx Tx) error, opts ...SaveOption) (*Saved, error) {
+	tx, err := d.begin(ctx, newSaveConfig(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +71,7 @@ func (d *Dir) Run(ctx context.Context, fn func(ctx context.Context, tx *Tx) erro
 // only be trusted under the lock. So begin reads the current header, takes
 // the lock with a header built from it, and reads again under the lock; if
 // another writer committed in between, it lets go and starts over.
-func (d *Dir) begin(ctx context.Context, c *saveConfig) (*Tx, error) {
+func (d *Dir) begin(ctx context.Context, c *saveConfig) (*dirTx, error) {
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -92,7 +96,7 @@ const maxBeginAttempts = 16
 // and its lock.
 var errMoved = errors.New("current checkpoint changed")
 
-func (d *Dir) beginFrom(c *saveConfig, seen *checkpoint.Header) (_ *Tx, err error) {
+func (d *Dir) beginFrom(c *saveConfig, seen *checkpoint.Header) (_ *dirTx, err error) {
 	h, err := c.next(seen, currentOwner(c.command, c.now()))
 	if err != nil {
 		return nil, fmt.Errorf("session %s: %w", d.id, err)
@@ -101,7 +105,7 @@ func (d *Dir) beginFrom(c *saveConfig, seen *checkpoint.Header) (_ *Tx, err erro
 	if err != nil {
 		return nil, err
 	}
-	tx := &Tx{d: d, c: c, w: w, next: h}
+	tx := &dirTx{d: d, c: c, w: w, next: h}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, tx.Abort())
@@ -129,23 +133,19 @@ func (d *Dir) beginFrom(c *saveConfig, seen *checkpoint.Header) (_ *Tx, err erro
 	return tx, nil
 }
 
-// Base returns the header of the current checkpoint as read under the lock,
-// nil if the session has none.
-func (tx *Tx) Base() *checkpoint.Header { return tx.base }
+// Base implements Tx.
+func (tx *dirTx) Base() *checkpoint.Header { return tx.base }
 
-// Next returns the header Commit will write.
-func (tx *Tx) Next() *checkpoint.Header { return tx.next }
+// Next implements Tx.
+func (tx *dirTx) Next() *checkpoint.Header { return tx.next }
 
-// Load returns the current checkpoint, verified, as Session.Load does with
-// Strict. The lock keeps it current until the transaction ends.
-func (tx *Tx) Load(ctx context.Context) (*Checkpoint, error) {
+// Load implements Tx.
+func (tx *dirTx) Load(ctx context.Context) (*Checkpoint, error) {
 	return tx.d.loadFile(CheckpointFile)
 }
 
-// Commit streams payload (ignored with KeepPayload) into the next
-// generation and makes it current, then releases the lock. On failure
-// nothing changes and the lock is released too.
-func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err error) {
+// Commit implements Tx.
+func (tx *dirTx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err error) {
 	if tx.done {
 		return nil, errors.New("transaction already ended")
 	}
@@ -162,6 +162,10 @@ func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err 
 	if err != nil {
 		return nil, err
 	}
+	// Rotating history changes the session: only the lock's holder may.
+	if err := tx.w.stillOurs(); err != nil {
+		return nil, err
+	}
 	if err := tx.d.rotate(tx.base, tx.next.Generation, c.keep); err != nil {
 		return nil, err
 	}
@@ -174,9 +178,8 @@ func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err 
 	return tx.saved, nil
 }
 
-// Abort ends the transaction without saving and releases the lock. It does
-// nothing after Commit or a first Abort.
-func (tx *Tx) Abort() error {
+// Abort implements Tx.
+func (tx *dirTx) Abort() error {
 	if tx.done {
 		return nil
 	}
@@ -185,7 +188,7 @@ func (tx *Tx) Abort() error {
 	return tx.w.abort()
 }
 
-func (tx *Tx) closeBase() {
+func (tx *dirTx) closeBase() {
 	if tx.baseFile != nil {
 		tx.baseFile.Close()
 		tx.baseFile = nil

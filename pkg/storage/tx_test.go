@@ -92,17 +92,17 @@ func TestRun(t *testing.T) {
 	failure := errors.New("the step failed")
 	for _, tc := range []struct {
 		name    string
-		fn      func(ctx context.Context, tx *Tx) error
+		fn      func(ctx context.Context, tx Tx) error
 		wantErr error
 		wantGen uint64
 		want    string
 	}{
-		{"commit", func(ctx context.Context, tx *Tx) error {
+		{"commit", func(ctx context.Context, tx Tx) error {
 			_, err := tx.Commit(ctx, strings.NewReader("committed"))
 			return err
 		}, nil, 2, "committed"},
-		{"empty transaction", func(ctx context.Context, tx *Tx) error { return nil }, nil, 2, "committed"},
-		{"abort on error", func(ctx context.Context, tx *Tx) error { return failure }, failure, 2, "committed"},
+		{"empty transaction", func(ctx context.Context, tx Tx) error { return nil }, nil, 2, "committed"},
+		{"abort on error", func(ctx context.Context, tx Tx) error { return failure }, failure, 2, "committed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := d.Run(ctx, tc.fn)

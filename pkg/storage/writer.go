@@ -102,8 +102,8 @@ func (w *writer) write(ctx context.Context, r io.Reader, allowEmpty bool) (int64
 // writer's own: its lock was broken, and another writer may have saved since.
 func (w *writer) commit() error {
 	id := w.d.id
-	if !sameFile(w.f.OS(), w.next) {
-		return &LockedError{Session: id, Lost: true, Lock: Lock{Reason: "this writer's lock was broken while it was saving; nothing was saved"}}
+	if err := w.stillOurs(); err != nil {
+		return err
 	}
 	if err := w.d.fs.Rename(w.next, w.d.file(CheckpointFile)); err != nil {
 		return fmt.Errorf("session %s: rename %s: %w", id, NextFile, err)
@@ -114,6 +114,15 @@ func (w *writer) commit() error {
 	}
 	if err := w.f.Close(); err != nil {
 		return fmt.Errorf("session %s: the checkpoint was saved, but closing it failed: %w", id, err)
+	}
+	return nil
+}
+
+// stillOurs fails with a Lost *LockedError if session.next is no longer the
+// writer's own file: its lock was broken.
+func (w *writer) stillOurs() error {
+	if !sameFile(w.f.OS(), w.next) {
+		return &LockedError{Session: w.d.id, Lost: true, Lock: Lock{Reason: "this writer's lock was broken while it was saving; nothing was saved"}}
 	}
 	return nil
 }
