@@ -71,8 +71,8 @@ func Init(ctx context.Context, path string, opts ...SaveOption) (*Dir, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := newSaveConfig(opts)
-	c.init = true
+	c := NewSaveConfig(opts)
+	c.Init = true
 	tx, err := d.begin(ctx, c)
 	if err != nil {
 		return nil, err
@@ -189,13 +189,13 @@ func (d *Dir) Stat(ctx context.Context) (*Status, error) {
 // checkpoint or, when that fails its integrity check, the newest intact
 // older generation, naming the damaged ones in Checkpoint.Skipped.
 func (d *Dir) Load(ctx context.Context, opts ...LoadOption) (*Checkpoint, error) {
-	c := newLoadConfig(opts)
-	if c.generation != nil {
-		return d.loadGeneration(*c.generation)
+	c := NewLoadConfig(opts)
+	if c.Generation != nil {
+		return d.loadGeneration(*c.Generation)
 	}
 	cp, err := d.loadFile(CheckpointFile)
 	var ce *checkpoint.CorruptError
-	if err == nil || c.strict || !errors.As(err, &ce) {
+	if err == nil || c.Strict || !errors.As(err, &ce) {
 		return cp, err
 	}
 	gens, herr := d.historyGenerations()
@@ -276,7 +276,7 @@ func (d *Dir) loadFile(name string) (*Checkpoint, error) {
 
 // Save implements Session: it is Begin followed by Commit.
 func (d *Dir) Save(ctx context.Context, payload io.Reader, opts ...SaveOption) (*Saved, error) {
-	tx, err := d.begin(ctx, newSaveConfig(opts))
+	tx, err := d.begin(ctx, NewSaveConfig(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -286,8 +286,8 @@ func (d *Dir) Save(ctx context.Context, payload io.Reader, opts ...SaveOption) (
 // currentForUpdate reads the current checkpoint under the lock. With
 // KeepPayload it also verifies it and returns it open, positioned on its
 // payload.
-func (d *Dir) currentForUpdate(c *saveConfig) (*checkpoint.Header, io.ReadCloser, error) {
-	if !c.keepPayload {
+func (d *Dir) currentForUpdate(c *SaveConfig) (*checkpoint.Header, io.ReadCloser, error) {
+	if !c.KeepPayload {
 		h, _, err := d.current()
 		return h, nil, err
 	}

@@ -36,7 +36,9 @@ var username = sync.OnceValue(func() string {
 	return ""
 })
 
-func currentOwner(command string, now time.Time) *checkpoint.Owner {
+// CurrentOwner returns the owner record of this process, running command,
+// for a lock taken at now.
+func CurrentOwner(command string, now time.Time) *checkpoint.Owner {
 	if len(command) > 256 {
 		command = command[:256]
 	}

@@ -148,23 +148,25 @@ const (
 )
 
 // LoadOption changes what Load returns.
-type LoadOption func(*loadConfig)
+type LoadOption func(*LoadConfig)
 
-type loadConfig struct {
-	generation *uint64
-	strict     bool
+// LoadConfig is what a load's options ask for; see NewLoadConfig.
+type LoadConfig struct {
+	Generation *uint64 // nil: the current generation
+	Strict     bool
 }
 
 // AtGeneration loads generation n, current or kept, and fails with
 // ErrNoGeneration if it is not kept.
-func AtGeneration(n uint64) LoadOption { return func(c *loadConfig) { c.generation = &n } }
+func AtGeneration(n uint64) LoadOption { return func(c *LoadConfig) { c.Generation = &n } }
 
 // Strict makes Load fail when the current checkpoint is damaged, instead of
 // falling back to an older generation.
-func Strict() LoadOption { return func(c *loadConfig) { c.strict = true } }
+func Strict() LoadOption { return func(c *LoadConfig) { c.Strict = true } }
 
-func newLoadConfig(opts []LoadOption) *loadConfig {
-	c := &loadConfig{}
+// NewLoadConfig applies opts.
+func NewLoadConfig(opts []LoadOption) *LoadConfig {
+	c := &LoadConfig{}
 	for _, o := range opts {
 		o(c)
 	}
@@ -205,95 +207,99 @@ func (e *LockedError) Error() string {
 }
 
 // SaveOption changes what Save writes.
-type SaveOption func(*saveConfig)
+type SaveOption func(*SaveConfig)
 
-type saveConfig struct {
-	ifGeneration *uint64
-	title        *string
-	app          *string
-	setFlags     []string
-	clearFlags   []string
-	command      string
-	allowEmpty   bool
-	keepPayload  bool
-	steps        []checkpoint.Step
-	keep         int
-	init         bool
-	now          func() time.Time
+// SaveConfig is what a save's options ask for. Backends read it with
+// NewSaveConfig; callers set it through the SaveOption functions.
+type SaveConfig struct {
+	IfGeneration *uint64 // nil: no check
+	Title        *string // nil: keep the previous one
+	App          *string // nil: keep the previous one
+	SetFlags     []string
+	ClearFlags   []string
+	Steps        []checkpoint.Step
+	Command      string
+	AllowEmpty   bool
+	KeepPayload  bool
+	Keep         int  // generations to keep; 0 means DefaultKeep
+	Init         bool // write generation 0 of a new session
+	Now          func() time.Time
 }
 
 // IfGeneration makes the save a compare-and-swap: it fails with ErrConflict
 // unless the current generation is n when the lock is held.
 func IfGeneration(n uint64) SaveOption {
-	return func(c *saveConfig) { c.ifGeneration = &n }
+	return func(c *SaveConfig) { c.IfGeneration = &n }
 }
 
 // WithTitle sets the title; without it the previous title is kept.
-func WithTitle(t string) SaveOption { return func(c *saveConfig) { c.title = &t } }
+func WithTitle(t string) SaveOption { return func(c *SaveConfig) { c.Title = &t } }
 
 // WithApp sets the application id; without it the previous one is kept.
-func WithApp(app string) SaveOption { return func(c *saveConfig) { c.app = &app } }
+func WithApp(app string) SaveOption { return func(c *SaveConfig) { c.App = &app } }
 
 // WithFlags sets and clears flags; the others are kept.
 func WithFlags(set, clear []string) SaveOption {
-	return func(c *saveConfig) {
-		c.setFlags = append(c.setFlags, set...)
-		c.clearFlags = append(c.clearFlags, clear...)
+	return func(c *SaveConfig) {
+		c.SetFlags = append(c.SetFlags, set...)
+		c.ClearFlags = append(c.ClearFlags, clear...)
 	}
 }
 
 // WithCommand records the command that saves, shown to anyone who finds the
 // session locked.
-func WithCommand(cmd string) SaveOption { return func(c *saveConfig) { c.command = cmd } }
+func WithCommand(cmd string) SaveOption { return func(c *SaveConfig) { c.Command = cmd } }
 
 // AllowEmpty lets Save commit an empty payload. Without it an empty payload
 // fails with ErrEmpty, since it usually means the producer failed.
-func AllowEmpty() SaveOption { return func(c *saveConfig) { c.allowEmpty = true } }
+func AllowEmpty() SaveOption { return func(c *SaveConfig) { c.AllowEmpty = true } }
 
 // Keep sets how many generations to keep, the new one included; 1 keeps no
 // history. Older ones are removed by this save. Zero means DefaultKeep.
-func Keep(k int) SaveOption { return func(c *saveConfig) { c.keep = k } }
+func Keep(k int) SaveOption { return func(c *SaveConfig) { c.Keep = k } }
 
 // WithStep records step s, replacing an earlier record of the same name.
 func WithStep(s checkpoint.Step) SaveOption {
-	return func(c *saveConfig) { c.steps = append(c.steps, s) }
+	return func(c *SaveConfig) { c.Steps = append(c.Steps, s) }
 }
 
 // KeepPayload makes a save that changes metadata only: the new generation
 // has the current checkpoint's payload, verified, and Save's payload
 // argument is ignored.
-func KeepPayload() SaveOption { return func(c *saveConfig) { c.keepPayload = true } }
+func KeepPayload() SaveOption { return func(c *SaveConfig) { c.KeepPayload = true } }
 
-func newSaveConfig(opts []SaveOption) *saveConfig {
-	c := &saveConfig{now: time.Now}
+// NewSaveConfig applies opts.
+func NewSaveConfig(opts []SaveOption) *SaveConfig {
+	c := &SaveConfig{Now: time.Now}
 	for _, o := range opts {
 		o(c)
 	}
 	return c
 }
 
-// next returns the header of the generation after prev (nil for none).
-func (c *saveConfig) next(prev *checkpoint.Header, owner *checkpoint.Owner) (*checkpoint.Header, error) {
-	now := c.now().UTC()
+// NextHeader returns the header of the generation after prev (nil for none),
+// with owner, as the options ask, validated.
+func (c *SaveConfig) NextHeader(prev *checkpoint.Header, owner *checkpoint.Owner) (*checkpoint.Header, error) {
+	now := c.Now().UTC()
 	h := &checkpoint.Header{Generation: 1, Saved: now, Created: now, Owner: owner}
 	if prev != nil {
 		h.Generation = prev.Generation + 1
 		h.Created = prev.Created
 		h.Title, h.App, h.Flags, h.Steps = prev.Title, prev.App, prev.Flags, prev.Steps
 	}
-	for _, s := range c.steps {
+	for _, s := range c.Steps {
 		h.Steps = h.WithStep(s)
 	}
-	if c.init {
+	if c.Init {
 		h.Generation = 0
 	}
-	if c.title != nil {
-		h.Title = *c.title
+	if c.Title != nil {
+		h.Title = *c.Title
 	}
-	if c.app != nil {
-		h.App = *c.app
+	if c.App != nil {
+		h.App = *c.App
 	}
-	h.Flags = h.SetFlags(c.setFlags, c.clearFlags)
+	h.Flags = h.SetFlags(c.SetFlags, c.ClearFlags)
 	if err := h.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", checkpoint.ErrInvalid, err)
 	}

@@ -12,7 +12,7 @@ import (
 // dirTx is the Tx of a Dir.
 type dirTx struct {
 	d        *Dir
-	c        *saveConfig
+	c        *SaveConfig
 	w        *writer
 	base     *checkpoint.Header
 	baseFile io.ReadCloser // the current checkpoint, open, with KeepPayload
@@ -31,7 +31,7 @@ var _ Tx = (*dirTx)(nil)
 // The caller must end the transaction with Commit or Abort; until then
 // other writers get a live *LockedError.
 func (d *Dir) Begin(ctx context.Context, opts ...SaveOption) (Tx, error) {
-	tx, err := d.begin(ctx, newSaveConfig(opts))
+	tx, err := d.begin(ctx, NewSaveConfig(opts))
 	if err != nil {
 		return nil, err // not a typed nil in the interface
 	}
@@ -42,7 +42,7 @@ func (d *Dir) Begin(ctx context.Context, opts ...SaveOption) (Tx, error) {
 // returns the transaction and the function that releases the lock. Calling
 // the function after Commit does nothing.
 func (d *Dir) Lock(ctx context.Context, opts ...SaveOption) (Tx, func() error, error) {
-	tx, err := d.begin(ctx, newSaveConfig(opts))
+	tx, err := d.begin(ctx, NewSaveConfig(opts))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -55,7 +55,7 @@ func (d *Dir) Lock(ctx context.Context, opts ...SaveOption) (Tx, func() error, e
 // returns an error, nothing changes and Run returns that error. Run returns
 // what Commit saved, or nil.
 func (d *Dir) Run(ctx context.Context, fn func(ctx context.Context, tx Tx) error, opts ...SaveOption) (*Saved, error) {
-	tx, err := d.begin(ctx, newSaveConfig(opts))
+	tx, err := d.begin(ctx, NewSaveConfig(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +71,7 @@ func (d *Dir) Run(ctx context.Context, fn func(ctx context.Context, tx Tx) error
 // only be trusted under the lock. So begin reads the current header, takes
 // the lock with a header built from it, and reads again under the lock; if
 // another writer committed in between, it lets go and starts over.
-func (d *Dir) begin(ctx context.Context, c *saveConfig) (*dirTx, error) {
+func (d *Dir) begin(ctx context.Context, c *SaveConfig) (*dirTx, error) {
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -96,8 +96,8 @@ const maxBeginAttempts = 16
 // and its lock.
 var errMoved = errors.New("current checkpoint changed")
 
-func (d *Dir) beginFrom(c *saveConfig, seen *checkpoint.Header) (_ *dirTx, err error) {
-	h, err := c.next(seen, currentOwner(c.command, c.now()))
+func (d *Dir) beginFrom(c *SaveConfig, seen *checkpoint.Header) (_ *dirTx, err error) {
+	h, err := c.NextHeader(seen, CurrentOwner(c.Command, c.Now()))
 	if err != nil {
 		return nil, fmt.Errorf("session %s: %w", d.id, err)
 	}
@@ -123,11 +123,11 @@ func (d *Dir) beginFrom(c *saveConfig, seen *checkpoint.Header) (_ *dirTx, err e
 		gen = tx.base.Generation
 	}
 	switch {
-	case c.init && tx.base != nil:
+	case c.Init && tx.base != nil:
 		return nil, fmt.Errorf("session %s: already initialized", d.id)
-	case c.ifGeneration != nil && *c.ifGeneration != gen:
-		return nil, fmt.Errorf("session %s: %w: expected generation %d, the current one is %d", d.id, ErrConflict, *c.ifGeneration, gen)
-	case c.keepPayload && tx.base == nil:
+	case c.IfGeneration != nil && *c.IfGeneration != gen:
+		return nil, fmt.Errorf("session %s: %w: expected generation %d, the current one is %d", d.id, ErrConflict, *c.IfGeneration, gen)
+	case c.KeepPayload && tx.base == nil:
 		return nil, fmt.Errorf("session %s: %w", d.id, ErrNoCheckpoint)
 	}
 	return tx, nil
@@ -155,10 +155,10 @@ func (tx *dirTx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, e
 		}
 	}()
 	c := tx.c
-	if c.keepPayload {
+	if c.KeepPayload {
 		payload = tx.baseFile
 	}
-	size, err := tx.w.write(ctx, payload, c.init || c.allowEmpty || c.keepPayload)
+	size, err := tx.w.write(ctx, payload, c.Init || c.AllowEmpty || c.KeepPayload)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func (tx *dirTx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, e
 	if err := tx.w.stillOurs(); err != nil {
 		return nil, err
 	}
-	if err := tx.d.rotate(tx.base, tx.next.Generation, c.keep); err != nil {
+	if err := tx.d.rotate(tx.base, tx.next.Generation, c.Keep); err != nil {
 		return nil, err
 	}
 	if err := tx.w.commit(); err != nil {
