@@ -6,7 +6,7 @@ FUZZTIME ?= 30s
 # revision when there is one.
 BUILDFLAGS := -buildvcs=auto
 
-.PHONY: all build install test test-short bench lint fuzz crash-test cover clean
+.PHONY: all build install test test-short bench lint fuzz crash-test cover demo clean
 
 all: build
 
@@ -21,8 +21,10 @@ install:
 	@echo "installed $(GOBIN)/ckpt; add $(GOBIN) to PATH if 'ckpt --help' is not found"
 
 ## test: lint, then every test with the race detector (fuzz seeds included)
+# A race-enabled binary sleeps 1s before it exits unless GORACE says
+# otherwise, and the end-to-end scripts run ckpt hundreds of times.
 test: lint
-	$(GO) test -race -count=1 ./...
+	GORACE="$${GORACE:-atexit_sleep_ms=10}" $(GO) test -race -count=1 ./...
 
 ## test-short: the quick subset, no race detector
 test-short:
@@ -58,6 +60,10 @@ cover:
 	$(GO) test -count=1 -coverprofile=coverage.out ./...
 	$(GO) tool cover -func=coverage.out | tail -1
 	$(GO) tool cover -html=coverage.out -o cover.html
+
+## demo: a four-step run killed with SIGKILL mid-step, then resumed (testdata/demo.sh)
+demo: build
+	sh testdata/demo.sh ./ckpt
 
 clean:
 	rm -f ckpt coverage.out cover.html

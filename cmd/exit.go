@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
@@ -35,6 +36,23 @@ type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
 
+// exitStatus makes ckpt exit with a status of its own, such as that of the
+// command 'ckpt step' ran. With a nil err nothing is reported: the command
+// has spoken for itself.
+type exitStatus struct {
+	code int
+	err  error
+}
+
+func (e exitStatus) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e exitStatus) Unwrap() error { return e.err }
+
 // exitCode is the one map from errors to exit statuses. The order of the
 // cases decides which status wins when errors are joined.
 func exitCode(err error) int {
@@ -42,10 +60,13 @@ func exitCode(err error) int {
 		locked  *storage.LockedError
 		corrupt *checkpoint.CorruptError
 		usage   usageError
+		status  exitStatus
 	)
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &status):
+		return status.code
 	case errors.As(err, &usage), errors.Is(err, repository.ErrInvalidID),
 		errors.Is(err, checkpoint.ErrInvalid), errors.Is(err, storage.ErrEmpty):
 		return exitUsage
@@ -56,7 +77,8 @@ func exitCode(err error) int {
 	case errors.Is(err, storage.ErrConflict):
 		return exitConflict
 	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrNoCheckpoint),
-		errors.Is(err, storage.ErrNoGeneration):
+		errors.Is(err, storage.ErrNoGeneration), errors.Is(err, storage.ErrNoLog),
+		errors.Is(err, repository.ErrNoMatch):
 		return exitNotFound
 	default:
 		return exitError
@@ -66,6 +88,12 @@ func exitCode(err error) int {
 // reportError prints err on stderr as "ckpt: ..." lines, one per joined
 // error, each followed by the hints that apply to it.
 func (a *app) reportError(err error) {
+	if s, ok := err.(exitStatus); ok {
+		if s.err == nil {
+			return
+		}
+		err = s.err
+	}
 	errs := []error{err}
 	if l, ok := err.(errorList); ok {
 		errs = l
@@ -101,6 +129,8 @@ func (a *app) hints(err error) []string {
 		return []string{fmt.Sprintf("no process holds the lock any more; run 'ckpt break-lock %s', then try again", locked.Session)}
 	case errors.As(err, &locked) && locked.Owner != nil:
 		return []string{fmt.Sprintf("wait for the writer to finish; if it hangs, stop it, then run 'ckpt break-lock %s'", locked.Session)}
+	case errors.As(err, &locked) && locked.Lost:
+		return []string{"someone ran 'ckpt break-lock --force' on this save and another writer saved since; load the session again and redo this save"}
 	case errors.As(err, &locked):
 		return []string{"another writer took the lock; try again"}
 	case errors.Is(err, storage.ErrConflict):
@@ -118,6 +148,13 @@ func (a *app) hints(err error) []string {
 		return []string{fmt.Sprintf("'ckpt list' shows the sessions in %s", p)}
 	case errors.Is(err, storage.ErrNoCheckpoint):
 		return []string{"save one first with: ckpt save ID FILE"}
+	case errors.Is(err, storage.ErrNoLog):
+		return []string{"'ckpt steps ID' lists the steps that ran; only 'ckpt step' keeps a log"}
+	case errors.Is(err, repository.ErrNoMatch):
+		p, _ := a.repoPath()
+		return []string{fmt.Sprintf("'ckpt list' shows the sessions in %s; 'ckpt create' makes a new one", p)}
+	case errors.Is(err, exec.ErrNotFound):
+		return []string{"check that the command is installed and on $PATH, or give its path"}
 	case errors.Is(err, storage.ErrEmpty):
 		return []string{"the input was empty, which usually means its producer failed; pass --allow-empty to save it anyway"}
 	case errors.As(err, &usage):

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -31,7 +32,10 @@ files are left in place for inspection.
 
 With -o, FILE is replaced atomically (a temporary file in FILE's directory,
 fsynced and renamed): it appears only when complete. A session that was
-created but never saved exits 3.`,
+created but never saved exits 3.
+
+Inside 'ckpt run' on the same session, load reads the transaction's payload:
+what the transaction saved so far, else the checkpoint it started from.`,
 		Example: `  ckpt load "$S" > state.json
   ckpt load "$S" -o state.json || echo "nothing to resume"
   ckpt load "$S" --generation 4 -o state-4.json
@@ -41,6 +45,20 @@ created but never saved exits 3.`,
 			id, _, err := a.sessionArgs(args, 0)
 			if err != nil {
 				return err
+			}
+			if t, err := a.txnFor(id); err != nil || t != nil {
+				if err != nil {
+					return err
+				}
+				if c.Flags().Changed("generation") || strict {
+					return usageError{errors.New("inside 'ckpt run', load reads the transaction's own payload; --generation and --strict do not apply")}
+				}
+				f, err := t.open(id)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				return a.writePayload(c, output, f)
 			}
 			s, err := a.session(id)
 			if err != nil {
@@ -64,19 +82,24 @@ created but never saved exits 3.`,
 			if len(cp.Skipped) > 0 {
 				a.warn("loaded generation %d, the newest intact one, instead", cp.Header.Generation)
 			}
-			if output == "" {
-				if _, err := io.Copy(c.OutOrStdout(), cp); err != nil {
-					return fmt.Errorf("write payload: %w", err)
-				}
-				return nil
-			}
-			return writeFileAtomically(output, cp)
+			return a.writePayload(c, output, cp)
 		},
 	}
 	c.Flags().StringVarP(&output, "output", "o", "", "write the payload to `FILE`, atomically")
 	c.Flags().Uint64Var(&generation, "generation", 0, "load kept generation `N` instead of the current one")
 	c.Flags().BoolVar(&strict, "strict", false, "fail (exit 6) rather than fall back to an older generation")
 	return c
+}
+
+// writePayload copies a payload to stdout, or atomically to the file output.
+func (a *app) writePayload(c *cobra.Command, output string, r io.Reader) error {
+	if output == "" {
+		if _, err := io.Copy(c.OutOrStdout(), r); err != nil {
+			return fmt.Errorf("write payload: %w", err)
+		}
+		return nil
+	}
+	return writeFileAtomically(output, r)
 }
 
 // writeFileAtomically replaces path with the contents of r, or leaves it as

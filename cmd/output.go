@@ -3,6 +3,7 @@ package cmd
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,6 +28,17 @@ type sessionJSON struct {
 	Size       int64             `json:"size"`
 	SavedBy    *checkpoint.Owner `json:"saved_by"`
 	Lock       *lockJSON         `json:"lock"`
+	Steps      []stepJSON        `json:"steps"`
+}
+
+// stepJSON is one step record. Exit is null while the step runs.
+type stepJSON struct {
+	Name       string    `json:"name"`
+	State      string    `json:"state"`
+	Exit       *int      `json:"exit"`
+	Attempts   int       `json:"attempts"`
+	Started    time.Time `json:"started"`
+	DurationMS int64     `json:"duration_ms"`
 }
 
 type damagedJSON struct {
@@ -56,6 +68,18 @@ type breakLockJSON struct {
 
 type removedJSON struct {
 	Removed []string `json:"removed"`
+}
+
+type gcJSON struct {
+	Removed []string   `json:"removed"`
+	Swept   []string   `json:"swept"`
+	Kept    []keptJSON `json:"kept"`
+	Errors  []string   `json:"errors"`
+}
+
+type keptJSON struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
 }
 
 type generationJSON struct {
@@ -92,17 +116,30 @@ type versionJSON struct {
 }
 
 func newSessionJSON(st *storage.Status) sessionJSON {
-	s := sessionJSON{ID: st.ID, Size: st.Size, Flags: []string{}, Lock: newLockJSON(st.Lock)}
+	s := sessionJSON{ID: st.ID, Size: st.Size, Flags: []string{}, Lock: newLockJSON(st.Lock), Steps: []stepJSON{}}
 	if h := st.Header; h != nil {
 		s.Generation, s.Saved, s.Created = h.Generation, h.Saved, h.Created
 		s.Title, s.App, s.SavedBy = h.Title, h.App, h.Owner
 		if h.Flags != nil {
 			s.Flags = h.Flags
 		}
+		s.Steps = newStepsJSON(h.Steps)
 	} else {
 		s.Saved, s.Created = st.Modified, st.Modified
 	}
 	return s
+}
+
+func newStepsJSON(steps []checkpoint.Step) []stepJSON {
+	out := make([]stepJSON, 0, len(steps))
+	for _, st := range steps {
+		j := stepJSON{Name: st.Name, State: st.State, Attempts: st.Attempts, Started: st.Started, DurationMS: st.Duration.Milliseconds()}
+		if st.State != checkpoint.StepRunning {
+			j.Exit = &st.Exit
+		}
+		out = append(out, j)
+	}
+	return out
 }
 
 func newLockJSON(l *storage.Lock) *lockJSON {
@@ -255,6 +292,7 @@ func (a *app) printShow(st *storage.Status, path string) error {
 		row("app", h.App)
 		row("size", fmt.Sprintf("%s (%d bytes)", humanSize(st.Size), st.Size))
 		row("saved by", h.Owner.String())
+		row("steps", stepSummary(h.Steps))
 	}
 	if l := st.Lock; l == nil {
 		row("lock", "none")
@@ -262,6 +300,133 @@ func (a *app) printShow(st *storage.Status, path string) error {
 		row("lock", fmt.Sprintf("%s: held by %s; %s", lockState(l), l.Owner, l.Reason))
 	}
 	return tw.Flush()
+}
+
+// stepSummary renders steps in one line: "build passed, tests running".
+func stepSummary(steps []checkpoint.Step) string {
+	if len(steps) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(steps))
+	for i, st := range steps {
+		parts[i] = st.Name + " " + st.State
+	}
+	return strings.Join(parts, ", ")
+}
+
+// printSteps renders a session's step records.
+func (a *app) printSteps(st *storage.Status) error {
+	var steps []checkpoint.Step
+	if st.Header != nil {
+		steps = st.Header.Steps
+	}
+	if a.json {
+		return a.printJSON(newStepsJSON(steps))
+	}
+	if len(steps) == 0 {
+		return nil
+	}
+	now := a.now()
+	tw := tabwriter.NewWriter(a.io.Out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tEXIT\tATTEMPTS\tSTARTED\tDURATION")
+	for _, s := range steps {
+		exit, dur := "-", "-"
+		if s.State != checkpoint.StepRunning {
+			exit, dur = fmt.Sprint(s.Exit), duration(s.Duration)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.State, exit, s.Attempts, age(now, s.Started), dur)
+	}
+	return tw.Flush()
+}
+
+// printSkip says on stderr that a step is skipped because it passed.
+func (a *app) printSkip(s *checkpoint.Step) {
+	a.notice("skip %s (passed %s)", s.Name, age(a.now(), s.Started.Add(s.Duration)))
+}
+
+// printRetry says on stderr that a step's attempt failed and runs again.
+func (a *app) printRetry(s checkpoint.Step, attempts int) {
+	a.notice("step %s: attempt %d of %d failed with exit status %d; trying again", s.Name, s.Attempts, attempts, s.Exit)
+}
+
+// printStepEnd says on stderr how a step that did not pass ended.
+func (a *app) printStepEnd(s checkpoint.Step) {
+	tries := ""
+	if s.Attempts > 1 {
+		tries = fmt.Sprintf(" after %d attempts", s.Attempts)
+	}
+	a.notice("step %s %s with exit status %d%s", s.Name, s.State, s.Exit, tries)
+}
+
+// duration renders a step's duration to a useful precision.
+func duration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}
+
+// warnDamaged warns about damaged sessions that were passed over.
+func (a *app) warnDamaged(entries []repository.Entry) {
+	for _, e := range entries {
+		a.warn("skipped damaged session: %s", message(e.Err))
+	}
+}
+
+// printLast renders the session 'last' found: its id, or all of it.
+func (a *app) printLast(st *storage.Status) error {
+	if a.json {
+		return a.printJSON(newSessionJSON(st))
+	}
+	_, err := fmt.Fprintln(a.io.Out, st.ID)
+	return err
+}
+
+// printSaved renders a new generation: its number, or what save --json
+// prints.
+func (a *app) printSaved(id string, saved *storage.Saved) error {
+	if a.json {
+		return a.printJSON(savedJSON{ID: id, Generation: saved.Header.Generation, Saved: saved.Header.Saved, Size: saved.Size})
+	}
+	_, err := fmt.Fprintln(a.io.Out, saved.Header.Generation)
+	return err
+}
+
+// printGC renders what gc did, or would do with dryRun: one line each, or
+// one JSON object. Errors are reported by the caller.
+func (a *app) printGC(res *repository.GCResult, dryRun bool) error {
+	if a.json {
+		j := gcJSON{Removed: []string{}, Swept: []string{}, Kept: []keptJSON{}, Errors: []string{}}
+		j.Removed = append(j.Removed, res.Removed...)
+		j.Swept = append(j.Swept, res.Swept...)
+		for _, k := range res.Kept {
+			j.Kept = append(j.Kept, keptJSON(k))
+		}
+		for _, err := range res.Errors {
+			j.Errors = append(j.Errors, message(err))
+		}
+		return a.printJSON(j)
+	}
+	remove, sweep := "removed", "swept"
+	if dryRun {
+		remove, sweep = "would remove", "would sweep"
+	}
+	var b strings.Builder
+	for _, id := range res.Removed {
+		fmt.Fprintf(&b, "%s %s\n", remove, id)
+	}
+	for _, p := range res.Swept {
+		fmt.Fprintf(&b, "%s %s\n", sweep, p)
+	}
+	for _, k := range res.Kept {
+		fmt.Fprintf(&b, "kept %s: %s\n", k.ID, k.Reason)
+	}
+	_, err := io.WriteString(a.io.Out, b.String())
+	return err
 }
 
 func stamp(now, t time.Time) string {

@@ -52,11 +52,14 @@ EXIT STATUS
   0  success
   1  any other error (I/O, permission, ...)
   2  usage error: bad flag, bad argument, invalid session id
-  3  not found: no such session, no checkpoint yet
-  4  locked: another writer holds session.next (live or stale)
+  3  not found: no such session, no checkpoint yet, no session matches
+     (last), no such generation or log
+  4  locked: another writer holds session.next (live or stale), a --wait
+     ran out, or this writer's lock was broken under it
   5  conflict: --if-generation did not match the current generation
   6  corrupt: the checkpoint fails its integrity check and no intact
-     generation is left (or verify found a corrupt one)`
+     generation is left (or verify found a corrupt one)
+  'ckpt step' and 'ckpt run' exit with their command's status once it ran.`
 
 const rootExample = `  S=$(ckpt create --prefix nightly --title "nightly $(date +%F)")
   ./runner --step 1 > state.json && ckpt save "$S" state.json
@@ -115,6 +118,13 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.newBreakLockCommand(),
 		a.newHistoryCommand(),
 		a.newVerifyCommand(),
+		a.newRunCommand(),
+		a.newStepCommand(),
+		a.newStepsCommand(),
+		a.newLogsCommand(),
+		a.newLastCommand(),
+		a.newMarkCommand(),
+		a.newGCCommand(),
 		a.newVersionCommand(),
 	)
 	return root

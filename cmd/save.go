@@ -77,10 +77,6 @@ file first and save the file only if the producer exited 0.`,
 			if err != nil {
 				return err
 			}
-			s, err := a.session(id)
-			if err != nil {
-				return err
-			}
 			in := c.InOrStdin()
 			if len(rest) == 1 && rest[0] != "-" {
 				f, err := os.Open(rest[0])
@@ -89,6 +85,16 @@ file first and save the file only if the producer exited 0.`,
 				}
 				defer f.Close()
 				in = f
+			}
+			if t, err := a.txnFor(id); err != nil || t != nil {
+				if err != nil {
+					return err
+				}
+				return a.saveInTxn(c, t, id, in, &o)
+			}
+			s, err := a.session(id)
+			if err != nil {
+				return err
 			}
 			var saved *storage.Saved
 			err = a.waiter(s, &o.lock).Do(c.Context(), func() (err error) {
@@ -115,4 +121,30 @@ file first and save the file only if the producer exited 0.`,
 	o.lock.register(c)
 	f.IntVar(&o.keep, "keep", storage.DefaultKeep, "keep the last `K` generations, this one included (default $CKPT_KEEP, else 3)")
 	return c
+}
+
+// saveInTxn is save inside 'ckpt run' on the same session: it replaces the
+// transaction's payload, which the transaction commits when its command
+// succeeds.
+func (a *app) saveInTxn(c *cobra.Command, t *txnFile, id string, in io.Reader, o *saveOptions) error {
+	for _, f := range []string{"title", "app", "flag", "unflag", "keep"} {
+		if c.Flags().Changed(f) {
+			return usageError{fmt.Errorf("inside 'ckpt run', save replaces the payload only; pass --%s to ckpt run instead", f)}
+		}
+	}
+	if c.Flags().Changed("if-generation") && o.ifGeneration != t.Base {
+		return fmt.Errorf("session %s: %w: expected generation %d, the transaction started from %d", id, storage.ErrConflict, o.ifGeneration, t.Base)
+	}
+	if err := t.save(id, in, o.allowEmpty); err != nil {
+		return err
+	}
+	if a.json {
+		fi, err := os.Stat(t.Next)
+		if err != nil {
+			return err
+		}
+		return a.printJSON(savedJSON{ID: id, Generation: t.Base + 1, Saved: fi.ModTime().UTC(), Size: fi.Size()})
+	}
+	_, err := fmt.Fprintln(c.OutOrStdout(), t.Base+1)
+	return err
 }

@@ -16,21 +16,30 @@ import (
 var ErrNoMatch = errors.New("no session matches")
 
 // Last returns the youngest intact session that matches f, and the damaged
-// entries it passed over. It fails with ErrNoMatch when none matches.
+// entries that might have matched: a damaged session's age cannot be read,
+// so any of them might have been the youngest. It fails with ErrNoMatch when
+// no intact session matches.
 func (r *Repository) Last(ctx context.Context, f Filter) (*storage.Status, []Entry, error) {
 	entries, err := r.List(ctx, f)
 	if err != nil {
 		return nil, nil, err
 	}
-	var damaged []Entry
+	var (
+		found   *storage.Status
+		damaged []Entry
+	)
 	for _, e := range entries {
-		if e.Err != nil {
+		switch {
+		case e.Err != nil:
 			damaged = append(damaged, e)
-			continue
+		case found == nil:
+			found = e.Status
 		}
-		return e.Status, damaged, nil
 	}
-	return nil, damaged, ErrNoMatch
+	if found == nil {
+		return nil, damaged, ErrNoMatch
+	}
+	return found, damaged, nil
 }
 
 // GCOptions select what GC removes.
@@ -84,6 +93,9 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if testHookGCListed != nil {
+		testHookGCListed()
+	}
 	keep := Filter{Flags: o.Flags}
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
@@ -93,34 +105,63 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 			res.Errors = append(res.Errors, fmt.Errorf("skipped damaged session: %w", e.Err))
 			continue
 		}
-		st := e.Status
-		if st.Modified.Before(cutoff) && keep.keep(st) {
-			if st.Lock != nil && !st.Lock.Stale {
-				res.Kept = append(res.Kept, Kept{ID: e.ID, Reason: "a writer is live: " + st.Lock.Owner.String()})
-				continue
-			}
-			if !o.DryRun {
-				if err := r.Remove(ctx, e.ID, false); err != nil {
-					if !errors.Is(err, storage.ErrNotFound) {
-						res.Errors = append(res.Errors, err)
-					}
-					continue
-				}
-			}
-			res.Removed = append(res.Removed, e.ID)
-			continue
-		}
-		s, err := r.Open(e.ID)
-		if err == nil {
-			var swept []string
-			swept, err = s.Sweep(ctx, cutoff, o.DryRun)
-			res.Swept = append(res.Swept, swept...)
-		}
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			res.Errors = append(res.Errors, err)
-		}
+		r.gcSession(ctx, e.Status, cutoff, keep, o.DryRun, res)
 	}
 	return res, nil
+}
+
+// testHookGCListed, when set, runs between GC's listing and its removals.
+var testHookGCListed func()
+
+// gcSession removes the session st describes if it is idle since before
+// cutoff and passes keep, and sweeps it otherwise.
+func (r *Repository) gcSession(ctx context.Context, st *storage.Status, cutoff time.Time, keep Filter, dryRun bool, res *GCResult) {
+	idle := func(st *storage.Status) bool { return st.Modified.Before(cutoff) && keep.keep(st) }
+	if idle(st) {
+		// The listing can be seconds old in a large repository: look
+		// again, so that a session saved since then is kept.
+		fresh, err := r.stat(ctx, st.ID)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return
+		case err != nil:
+			res.Errors = append(res.Errors, err)
+			return
+		}
+		st = fresh
+	}
+	if idle(st) {
+		if st.Lock != nil && !st.Lock.Stale {
+			res.Kept = append(res.Kept, Kept{ID: st.ID, Reason: "a writer is live: " + st.Lock.Owner.String()})
+			return
+		}
+		if !dryRun {
+			err := r.Remove(ctx, st.ID, false)
+			var locked *storage.LockedError
+			switch {
+			case errors.As(err, &locked) && !locked.Stale:
+				// A writer started since the look above.
+				res.Kept = append(res.Kept, Kept{ID: st.ID, Reason: "a writer is live: " + locked.Owner.String()})
+				return
+			case errors.Is(err, storage.ErrNotFound):
+				return
+			case err != nil:
+				res.Errors = append(res.Errors, err)
+				return
+			}
+		}
+		res.Removed = append(res.Removed, st.ID)
+		return
+	}
+	s, err := r.Open(st.ID)
+	if err == nil {
+		var swept []string
+		swept, err = s.Sweep(ctx, cutoff, dryRun)
+		res.Swept = append(res.Swept, swept...)
+	}
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		res.Errors = append(res.Errors, err)
+	}
 }
 
 // sweepTrash removes what interrupted removals left: hidden trash

@@ -1,0 +1,123 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ckpt-dev/ckpt/pkg/repository"
+)
+
+func (a *app) newGCCommand() *cobra.Command {
+	var (
+		o         repository.GCOptions
+		olderThan string
+	)
+	c := &cobra.Command{
+		Use:   "gc --older-than DURATION [--flag F]... [--dry-run]",
+		Short: "Remove sessions idle for longer than a duration",
+		Long: `Remove every session whose last save is older than DURATION (with --flag,
+only those with all of these flags set), and sweep what crashed processes
+left behind, when older than DURATION: stale session.next locks, orphaned
+temporary files, and half-removed sessions.
+
+A session with a live writer is kept and reported ("kept ID: reason"). A
+damaged session is never removed: it is reported on stderr, gc carries on
+with the others, and exits 1 at the end. Sessions created while gc runs are
+not touched: they are younger than DURATION.
+
+DURATION is a number with a unit: s, m, h or d (days), such as 90m, 36h, 7d
+or 1d12h. Each line on stdout says what gc did: "removed ID", "swept PATH",
+"kept ID: reason"; with --dry-run nothing is changed and the lines say "would
+remove ID" and "would sweep PATH".`,
+		Example: `  ckpt gc --older-than 7d
+  ckpt gc --older-than 36h --flag done --dry-run
+  ckpt gc --older-than 30d --json | jq -r '.removed[]'`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if !c.Flags().Changed("older-than") {
+				return usageError{errors.New("--older-than is required, for example: ckpt gc --older-than 7d")}
+			}
+			d, err := parseDuration(olderThan)
+			if err != nil {
+				return usageError{fmt.Errorf("--older-than %s: %w", olderThan, err)}
+			}
+			o.OlderThan = d
+			if err := validFlags(o.Flags); err != nil {
+				return err
+			}
+			r, err := a.repository()
+			if err != nil {
+				return err
+			}
+			res, err := r.GC(c.Context(), o)
+			if res == nil {
+				return err
+			}
+			errs := append([]error(nil), res.Errors...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if perr := a.printGC(res, o.DryRun); perr != nil {
+				errs = append(errs, perr)
+			}
+			if len(errs) > 0 {
+				// Each is reported; whatever they are, gc did the rest.
+				return exitStatus{code: exitError, err: errorList(errs)}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&olderThan, "older-than", "", "remove sessions whose last save is older than `DURATION` (90m, 36h, 7d)")
+	f.StringArrayVar(&o.Flags, "flag", nil, "only remove sessions with this flag set (repeatable)")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print what would be removed, and remove nothing")
+	return c
+}
+
+// parseDuration is time.ParseDuration with days: a leading "Nd" (N may have
+// a fraction) counts N times 24 hours, as in 7d or 1d12h. It refuses
+// durations that are not positive.
+func parseDuration(s string) (time.Duration, error) {
+	invalid := errors.New("invalid duration: want a number and a unit (s, m, h, d), such as 90m, 36h or 7d")
+	if strings.HasPrefix(s, "-") {
+		return 0, errors.New("want a duration greater than zero")
+	}
+	var d time.Duration
+	rest := s
+	if days, after, ok := strings.Cut(s, "d"); ok {
+		if days == "" || strings.Trim(days, "0123456789.") != "" {
+			return 0, invalid
+		}
+		n, err := strconv.ParseFloat(days, 64)
+		if err != nil {
+			return 0, invalid
+		}
+		if n*float64(24*time.Hour) >= math.MaxInt64 {
+			return 0, errors.New("duration too long")
+		}
+		d, rest = time.Duration(n*float64(24*time.Hour)), after
+	}
+	if rest != "" {
+		if rest[0] == '-' || rest[0] == '+' {
+			return 0, invalid
+		}
+		more, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, invalid
+		}
+		if more > math.MaxInt64-d {
+			return 0, errors.New("duration too long")
+		}
+		d += more
+	}
+	if d <= 0 {
+		return 0, errors.New("want a duration greater than zero")
+	}
+	return d, nil
+}

@@ -1,0 +1,77 @@
+package cmd
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
+	"github.com/ckpt-dev/ckpt/pkg/repository"
+)
+
+func (a *app) newLastCommand() *cobra.Command {
+	var f repository.Filter
+	c := &cobra.Command{
+		Use:   "last [--prefix P] [--flag F]... [--no-flag F]...",
+		Short: "Print the id of the youngest session that matches",
+		Long: `Print the id of the youngest session (by last save) that has the prefix,
+every --flag and none of the --no-flag flags: the session a resumed run picks
+up. Exit status 3 when none matches, so that a script can fall back to
+'ckpt create'.
+
+A damaged session is skipped, with a warning on stderr, never fatal: its age
+cannot be read, so it might have been the youngest. --json prints the whole
+session object, as 'ckpt show --json' does.`,
+		Example: `  S=$(ckpt last --prefix nightly --flag incomplete || ckpt create --prefix nightly --flag incomplete)
+  ckpt last --no-flag submitted
+  ckpt last --json | jq .generation`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := validFlags(slices.Concat(f.Flags, f.NoFlags)); err != nil {
+				return err
+			}
+			r, err := a.repository()
+			if err != nil {
+				return err
+			}
+			st, damaged, err := r.Last(c.Context(), f)
+			a.warnDamaged(damaged)
+			if err != nil {
+				return fmt.Errorf("%w%s", err, describeFilter(f))
+			}
+			return a.printLast(st)
+		},
+	}
+	c.Flags().StringVar(&f.Prefix, "prefix", "", "only sessions created with this prefix")
+	c.Flags().StringArrayVar(&f.Flags, "flag", nil, "only sessions with this flag set (repeatable)")
+	c.Flags().StringArrayVar(&f.NoFlags, "no-flag", nil, "only sessions without this flag (repeatable)")
+	return c
+}
+
+// validFlags returns a usage error unless every flag is a valid one: a flag
+// that cannot be set cannot match either.
+func validFlags(flags []string) error {
+	for _, fl := range flags {
+		if !checkpoint.ValidFlag(fl) {
+			return usageError{fmt.Errorf("invalid flag %q: flags are lowercase letters, digits, '-', '_' and '.', at most %d characters", fl, checkpoint.MaxFlagLen)}
+		}
+	}
+	return nil
+}
+
+// describeFilter renders f as the flags that asked for it.
+func describeFilter(f repository.Filter) string {
+	var b strings.Builder
+	if f.Prefix != "" {
+		fmt.Fprintf(&b, " --prefix %s", repository.Slug(f.Prefix))
+	}
+	for _, fl := range f.Flags {
+		fmt.Fprintf(&b, " --flag %s", fl)
+	}
+	for _, fl := range f.NoFlags {
+		fmt.Fprintf(&b, " --no-flag %s", fl)
+	}
+	return b.String()
+}

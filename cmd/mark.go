@@ -1,0 +1,70 @@
+package cmd
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/ckpt-dev/ckpt/pkg/storage"
+)
+
+func (a *app) newMarkCommand() *cobra.Command {
+	var (
+		title      string
+		set, clear []string
+		lock       lockFlags
+	)
+	c := &cobra.Command{
+		Use:   "mark [ID] [--set F]... [--clear F]... [--title T]",
+		Short: "Change a session's flags or title, keeping its payload",
+		Long: `Set and clear flags, or change the title, without touching the payload: the
+new generation carries the current checkpoint's payload, verified, and
+'ckpt mark' prints its number. Without ID, the session is $CKPT_SESSION.
+
+Like a save, it takes the session's lock (exit 4 while another writer holds
+it, unless --wait; --break-stale breaks the lock of a writer that is gone),
+keeps the last generations as history ($CKPT_KEEP, else 3) and resets
+the session's idle time for 'ckpt gc'. Marking a session that was never
+saved makes generation 1 with an empty payload.`,
+		Example: `  ckpt mark "$S" --clear incomplete --set done
+  ckpt mark --set submitted --title "nightly 2026-11-22, submitted"
+  ckpt mark "$S" --json`,
+		Args: usageArgs(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, args []string) error {
+			id, _, err := a.sessionArgs(args, 0)
+			if err != nil {
+				return err
+			}
+			keep, err := a.keep(c, 0)
+			if err != nil {
+				return err
+			}
+			opts := []storage.SaveOption{
+				storage.KeepPayload(),
+				storage.WithFlags(set, clear),
+				storage.WithCommand("ckpt mark"),
+				storage.Keep(keep),
+			}
+			if c.Flags().Changed("title") {
+				opts = append(opts, storage.WithTitle(title))
+			}
+			s, err := a.session(id)
+			if err != nil {
+				return err
+			}
+			var saved *storage.Saved
+			err = a.waiter(s, &lock).Do(c.Context(), func() (err error) {
+				saved, err = s.Save(c.Context(), nil, opts...)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			return a.printSaved(s.ID(), saved)
+		},
+	}
+	f := c.Flags()
+	f.StringArrayVar(&set, "set", nil, "set a flag (repeatable)")
+	f.StringArrayVar(&clear, "clear", nil, "clear a flag (repeatable)")
+	f.StringVar(&title, "title", "", "set the title")
+	lock.register(c)
+	return c
+}

@@ -1,0 +1,229 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ckpt-dev/ckpt/pkg/storage"
+)
+
+type runOptions struct {
+	lock                 lockFlags
+	retryFor             time.Duration
+	title                string
+	setFlags, clearFlags []string
+	keep                 int
+	allowEmpty           bool
+}
+
+func (a *app) newRunCommand() *cobra.Command {
+	var o runOptions
+	c := &cobra.Command{
+		Use:   "run [ID] [--wait D] [--retry-for D] -- CMD [ARGS...]",
+		Short: "Run a command as a transaction on a session",
+		Long: `Take the session's lock, run CMD while holding it, and commit what CMD wrote
+as the next generation: a read-modify-write that no other writer can come
+between. CMD runs with these in its environment:
+
+  CKPT_SESSION     the session id
+  CKPT_CHECKPOINT  a file holding the current payload (empty if none)
+  CKPT_NEXT        where CMD writes the new payload (it does not exist yet)
+  CKPT_REPOSITORY  the repository
+  CKPT_TXN         the transaction, for the ckpt commands CMD runs
+
+If CMD exits 0 and wrote CKPT_NEXT, its contents are committed and the new
+generation is printed. If CMD exits 0 without writing it, nothing changes and
+the current generation is printed. If CMD fails, or SIGINT or SIGTERM arrives
+(it is passed on to CMD), the transaction is aborted, the checkpoint is left
+as it was, and ckpt exits with CMD's status.
+
+Inside CMD, 'ckpt load' and 'ckpt save' on the same session read and write
+the transaction's files instead of waiting for the lock ckpt run holds; other
+sessions behave as usual.
+
+--wait waits for another writer to finish before starting. --retry-for runs
+CMD again, up to that long, when the transaction's lock was broken under it
+by someone else before it could commit; never after CMD itself failed.`,
+		Example: `  ckpt run "$S" -- sh -c 'expr "$(cat "$CKPT_CHECKPOINT" || echo 0)" + 1 > "$CKPT_NEXT"'
+  ckpt run "$S" --wait 1m -- ./update-state.sh
+  ckpt run "$S" -- sh -c 'ckpt load | ./step > new && ckpt save - < new'`,
+		Args: usageArgs(func(c *cobra.Command, args []string) error {
+			if c.ArgsLenAtDash() < 0 || c.ArgsLenAtDash() == len(args) {
+				return errors.New("missing the command to run: ckpt run [ID] -- CMD [ARGS...]")
+			}
+			if c.ArgsLenAtDash() > 1 {
+				return fmt.Errorf("too many arguments before --: %q", args[:c.ArgsLenAtDash()])
+			}
+			return nil
+		}),
+		RunE: func(c *cobra.Command, args []string) error {
+			id, _, err := a.sessionArgs(args[:c.ArgsLenAtDash()], 0)
+			if err != nil {
+				return err
+			}
+			return a.runTxn(c, id, args[c.ArgsLenAtDash():], &o)
+		},
+	}
+	f := c.Flags()
+	o.lock.register(c)
+	f.DurationVar(&o.retryFor, "retry-for", 0, "run CMD again for up to `DURATION` if the lock is broken under it")
+	f.StringVar(&o.title, "title", "", "set the title of the new generation")
+	f.StringArrayVar(&o.setFlags, "flag", nil, "set a flag in the new generation (repeatable)")
+	f.StringArrayVar(&o.clearFlags, "unflag", nil, "clear a flag in the new generation (repeatable)")
+	f.IntVar(&o.keep, "keep", storage.DefaultKeep, "keep the last `K` generations (default $CKPT_KEEP, else 3)")
+	f.BoolVar(&o.allowEmpty, "allow-empty", false, "allow CMD to commit an empty payload")
+	return c
+}
+
+func (a *app) runTxn(c *cobra.Command, id string, argv []string, o *runOptions) error {
+	ctx := c.Context()
+	s, err := a.session(id)
+	if err != nil {
+		return err
+	}
+	repo, err := a.repoPath()
+	if err != nil {
+		return err
+	}
+	keep, err := a.keep(c, o.keep)
+	if err != nil {
+		return err
+	}
+	opts := []storage.SaveOption{
+		storage.WithFlags(o.setFlags, o.clearFlags),
+		storage.WithCommand("ckpt run"),
+		storage.Keep(keep),
+	}
+	if c.Flags().Changed("title") {
+		opts = append(opts, storage.WithTitle(o.title))
+	}
+	if o.allowEmpty {
+		opts = append(opts, storage.AllowEmpty())
+	}
+	// Registered before the lock is taken, so that a signal aborts the
+	// transaction rather than kill ckpt with the lock held.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	retryUntil := time.Now().Add(o.retryFor)
+	for {
+		var tx storage.Tx
+		err := a.waiter(s, &o.lock).Do(ctx, func() (err error) {
+			tx, err = s.Begin(ctx, opts...)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		saved, err := a.runOnce(ctx, tx, filepath.Join(repo, id), argv, sigs)
+		var le *storage.LockedError
+		if errors.As(err, &le) && le.Lost && time.Now().Before(retryUntil) {
+			a.notice("the transaction's lock was broken before it could commit; running %s again", argv[0])
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if saved == nil {
+			a.notice("%s wrote nothing to $CKPT_NEXT; nothing changed", argv[0])
+			base := tx.Base()
+			if base == nil {
+				_, err = fmt.Fprintln(c.OutOrStdout(), 0)
+				return err
+			}
+			saved = &storage.Saved{Header: base}
+		}
+		if a.json {
+			return a.printJSON(savedJSON{ID: id, Generation: saved.Header.Generation, Saved: saved.Header.Saved, Size: saved.Size})
+		}
+		_, err = fmt.Fprintln(c.OutOrStdout(), saved.Header.Generation)
+		return err
+	}
+}
+
+// runOnce runs argv in the transaction tx and commits or aborts it. It
+// returns what was committed, nil for an empty transaction.
+func (a *app) runOnce(ctx context.Context, tx storage.Tx, session string, argv []string, sigs <-chan os.Signal) (saved *storage.Saved, err error) {
+	defer func() {
+		if saved == nil {
+			err = errors.Join(err, tx.Abort())
+		}
+	}()
+	dir, err := os.MkdirTemp("", "ckpt-run-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	t := &txnFile{Session: session, Checkpoint: filepath.Join(dir, "checkpoint"), Next: filepath.Join(dir, "next")}
+	if base := tx.Base(); base != nil {
+		t.Base = base.Generation
+	}
+	if err := copyBase(ctx, tx, t.Checkpoint); err != nil {
+		return nil, err
+	}
+	if err := writeTxn(dir, t); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(),
+		"CKPT_SESSION="+filepath.Base(session),
+		"CKPT_REPOSITORY="+filepath.Dir(session),
+		"CKPT_CHECKPOINT="+t.Checkpoint,
+		"CKPT_NEXT="+t.Next,
+		envTxn+"="+dir,
+	)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.io.In, a.io.Out, a.io.Err
+	code, sig, err := a.runChild(cmd, sigs)
+	switch {
+	case err != nil:
+		return nil, exitStatus{code: 127, err: fmt.Errorf("run %s: %w; the transaction was aborted", argv[0], err)}
+	case sig != nil || ctx.Err() != nil:
+		if code == 0 {
+			code = 130
+		}
+		return nil, exitStatus{code: code, err: fmt.Errorf("interrupted; the transaction was aborted, nothing was saved")}
+	case code != 0:
+		return nil, exitStatus{code: code, err: fmt.Errorf("%s exited with status %d; the transaction was aborted, nothing was saved", argv[0], code)}
+	}
+	next, err := os.OpenFile(t.Next, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read $CKPT_NEXT: %w", err)
+	}
+	defer next.Close()
+	return tx.Commit(ctx, next)
+}
+
+// copyBase writes the transaction's current payload to path; an empty file
+// if there is none yet.
+func copyBase(ctx context.Context, tx storage.Tx, path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if base := tx.Base(); base != nil && base.Generation > 0 {
+		cp, err := tx.Load(ctx)
+		if err != nil {
+			f.Close()
+			return err
+		}
+		defer cp.Close()
+		if _, err := io.Copy(f, cp); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
