@@ -31,6 +31,10 @@ type Header struct {
 	// Steps records the steps of a resumable run, in the order they first
 	// ran. Names are unique.
 	Steps []Step `json:"steps,omitempty"`
+	// NoPayload marks a generation that only changed metadata (a step
+	// record, a flag) of a session that has no payload saved yet: like
+	// generation 0, it has no checkpoint to load.
+	NoPayload bool `json:"no_payload,omitempty"`
 }
 
 // Step is the record of one step of a resumable run.

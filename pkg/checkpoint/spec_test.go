@@ -77,6 +77,7 @@ func fullHeader() *checkpoint.Header {
 			Started: time.Date(2025, 11, 21, 22, 0, 0, 0, time.FixedZone("", -7*3600)),
 			Command: "editor --autosave 'my file'",
 		},
+		NoPayload: true,
 		Steps: []checkpoint.Step{
 			{Name: "build", State: checkpoint.StepPassed, Exit: 0, Attempts: 1, Started: time.Date(2025, 11, 21, 22, 1, 0, 5, time.UTC), Duration: 1500 * time.Millisecond},
 			{Name: "unit-tests", State: checkpoint.StepRunning, Exit: -1, Attempts: 2, Started: time.Date(2025, 11, 21, 22, 2, 0, 0, time.FixedZone("", 3600))},
@@ -125,6 +126,9 @@ func headerDiff(want, got *checkpoint.Header) string {
 			add("Owner", *g, *w)
 		}
 	}
+	if got.NoPayload != want.NoPayload {
+		add("NoPayload", got.NoPayload, want.NoPayload)
+	}
 	if !slices.EqualFunc(got.Steps, want.Steps, func(a, b checkpoint.Step) bool {
 		return a.Name == b.Name && a.State == b.State && a.Exit == b.Exit && a.Attempts == b.Attempts &&
 			a.Started.Equal(b.Started) && a.Duration == b.Duration
@@ -137,7 +141,7 @@ func headerDiff(want, got *checkpoint.Header) string {
 // TestHeaderDiffCoversEveryField fails when Header or Owner gains a field, as
 // a reminder to teach headerDiff (and fullHeader) about it.
 func TestHeaderDiffCoversEveryField(t *testing.T) {
-	if n := reflect.TypeFor[checkpoint.Header]().NumField(); n != 8 {
+	if n := reflect.TypeFor[checkpoint.Header]().NumField(); n != 9 {
 		t.Errorf("Header has %d fields; update headerDiff and fullHeader", n)
 	}
 	if n := reflect.TypeFor[checkpoint.Step]().NumField(); n != 6 {

@@ -212,6 +212,9 @@ func (d *Dir) Load(ctx context.Context, opts ...LoadOption) (*Checkpoint, error)
 		if errors.Is(gerr, fs.ErrNotExist) {
 			continue // pruned while we looked
 		}
+		if errors.Is(gerr, ErrNoCheckpoint) {
+			break // this and older generations hold no payload
+		}
 		skipped = append(skipped, gerr)
 	}
 	if len(skipped) == 1 {
@@ -260,7 +263,7 @@ func (d *Dir) loadFile(name string) (*Checkpoint, error) {
 		f.Close()
 		return nil, fmt.Errorf("session %s: %s: %w", d.id, f.Name(), err)
 	}
-	if info.Header.Generation == 0 {
+	if info.Header.Generation == 0 || info.Header.NoPayload {
 		f.Close()
 		return nil, fmt.Errorf("session %s: %w", d.id, ErrNoCheckpoint)
 	}

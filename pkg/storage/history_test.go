@@ -105,21 +105,28 @@ func TestKeepPayload(t *testing.T) {
 	wantNoNext(t, d)
 }
 
-// On a session never saved there is no payload to keep, and the payload
-// argument is still ignored.
+// On a session never saved there is no payload to keep: the payload
+// argument is ignored, and the new generation still has no checkpoint to
+// load (NoPayload), so that a resume script's "load, else start afresh"
+// keeps working after a step record or a flag change.
 func TestKeepPayloadGenerationZero(t *testing.T) {
 	d := newSession(t)
 	saved, err := d.Save(t.Context(), strings.NewReader("ignored"), storage.KeepPayload(), storage.WithFlags([]string{"x"}, nil))
-	if errors.Is(err, storage.ErrNoCheckpoint) {
-		return // refusing honours the contract too
-	}
 	if err != nil {
 		t.Fatalf("Save(KeepPayload) on generation 0: %v", err)
 	}
-	cp, got := mustLoad(t, d)
-	if got != "" || saved.Size != 0 || !cp.Header.HasFlag("x") {
-		t.Errorf("Save(KeepPayload) on generation 0 saved %q with flags %v; want no payload and flag x", got, cp.Header.Flags)
+	if saved.Size != 0 || saved.Header.Generation != 1 || !saved.Header.NoPayload || !saved.Header.HasFlag("x") {
+		t.Errorf("Save(KeepPayload) on generation 0 saved %+v, size %d", saved.Header, saved.Size)
 	}
+	if _, err := d.Load(t.Context()); !errors.Is(err, storage.ErrNoCheckpoint) {
+		t.Errorf("Load after a metadata-only save: %v, want ErrNoCheckpoint", err)
+	}
+	mustSave(t, d, "real")
+	saved, err = d.Save(t.Context(), nil, storage.KeepPayload())
+	if err != nil || saved.Header.NoPayload {
+		t.Fatalf("KeepPayload after a real save: %v, NoPayload %v", err, saved != nil && saved.Header.NoPayload)
+	}
+	wantLoad(t, d, 3, "real")
 }
 
 func TestInitTwice(t *testing.T) {

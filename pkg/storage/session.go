@@ -293,6 +293,9 @@ func (c *SaveConfig) NextHeader(prev *checkpoint.Header, owner *checkpoint.Owner
 	if c.Init {
 		h.Generation = 0
 	}
+	if c.KeepPayload && !c.Init && prev != nil && (prev.Generation == 0 || prev.NoPayload) {
+		h.NoPayload = true
+	}
 	if c.Title != nil {
 		h.Title = *c.Title
 	}
