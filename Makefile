@@ -36,6 +36,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'CLISave4K|CLIProcessFloor' -benchtime 200x -count 1 .
 	$(GO) test -run '^$$' -bench 'CLI1GiB' -benchtime 1x -count 1 .
 	$(GO) test -run '^$$' -bench 'Contention16' -benchtime 3x -count 1 .
+	$(GO) test -run '^$$' -bench 'ListScale' -benchtime 1x -count 1 -timeout 30m .
 
 ## lint: go vet, gofmt, and staticcheck when it is installed
 lint:

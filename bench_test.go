@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ckpt-dev/ckpt/pkg/repository"
 )
@@ -144,4 +146,49 @@ func BenchmarkCLI1GiB(b *testing.B) {
 	b.SetBytes(2 * size)
 	b.ReportMetric(float64(saveRSS)/(1<<20), "save-peak-RSS-MiB")
 	b.ReportMetric(float64(loadRSS)/(1<<20), "load-peak-RSS-MiB")
+}
+
+// populate fills a fresh repository with n sessions, each a copy (hard link)
+// of one real session's checkpoint, and returns the repository path.
+func populate(b *testing.B, n int) string {
+	repo, id := newSession(b)
+	if out, code := ckptExit(b, repo, "state", "save", id); code != 0 {
+		b.Fatalf("save: %s", out)
+	}
+	src := filepath.Join(repo, id, "session")
+	for i := range n - 1 {
+		dir := filepath.Join(repo, fmt.Sprintf("bench-%012d", i))
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.Link(src, filepath.Join(dir, "session")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return repo
+}
+
+// BenchmarkListScale times 'ckpt list' and 'ckpt gc --dry-run' over 10,000
+// and 100,000 sessions, next to 'ls -lR' over the same directories, and
+// reports the time per session of each.
+func BenchmarkListScale(b *testing.B) {
+	ckptBinary(b)
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			repo := populate(b, n)
+			run := func(name string, c *exec.Cmd) {
+				c.Stdout, c.Stderr = io.Discard, io.Discard
+				start := time.Now()
+				if err := c.Run(); err != nil {
+					b.Fatalf("%s: %v", name, err)
+				}
+				b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(n), name+"-ns/session")
+			}
+			for b.Loop() {
+				run("ls-lR", exec.Command("ls", "-lR", repo))
+				run("list", exec.Command(ckptBinary(b), "--repo", repo, "list"))
+				run("gc-dry-run", exec.Command(ckptBinary(b), "--repo", repo, "gc", "--dry-run", "--older-than", "1h"))
+			}
+		})
+	}
 }
