@@ -133,7 +133,7 @@ func (d *Dir) Verify(ctx context.Context) ([]Problem, error) {
 		_, isHistory := parseHistoryName(name)
 		switch {
 		case strings.HasPrefix(name, TempPrefix):
-			if !lockHeld(path) {
+			if fi, err := de.Info(); err == nil && fi.ModTime().Before(d.now().Add(-CreateGrace)) && !lockHeld(path) {
 				out = append(out, Problem{Kind: ProblemOrphan, Path: path, Detail: "temporary file of a writer that is gone"})
 			}
 			continue
@@ -158,15 +158,22 @@ func lockHeld(path string) bool {
 	return unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) != nil
 }
 
-// sweepOrphans removes temporary files left by writers that are gone.
+// sweepOrphans removes temporary files left by writers that are gone: no
+// flock held, and older than CreateGrace, so that a writer between its
+// create and its flock keeps its file.
 func (d *Dir) sweepOrphans() error {
 	des, err := os.ReadDir(d.path)
 	if err != nil {
 		return err
 	}
+	cutoff := d.now().Add(-CreateGrace)
 	var errs []error
 	for _, de := range des {
-		if path := d.file(de.Name()); strings.HasPrefix(de.Name(), TempPrefix) && !lockHeld(path) {
+		path := d.file(de.Name())
+		if !strings.HasPrefix(de.Name(), TempPrefix) || lockHeld(path) {
+			continue
+		}
+		if fi, err := de.Info(); err == nil && fi.ModTime().Before(cutoff) {
 			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, err)
 			}

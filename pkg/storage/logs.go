@@ -79,8 +79,13 @@ func (d *Dir) OpenLog(name string, limit int64) (io.WriteCloser, error) {
 	if err := os.Mkdir(dir, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("session %s: %w", d.id, err)
 	}
-	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("session %s: %w: %s is not a directory", d.id, ErrSymlink, dir)
+	switch fi, err := os.Lstat(dir); {
+	case err != nil:
+		return nil, fmt.Errorf("session %s: %w", d.id, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return nil, fmt.Errorf("session %s: %w: %s is a symbolic link", d.id, ErrSymlink, dir)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("session %s: %s is not a directory", d.id, dir)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, filePerm)
 	if err != nil {

@@ -1,0 +1,213 @@
+package s3store
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// ProbePrefix starts the name of the object CheckConditionalWrites writes,
+// and deletes, under the store's prefix. It is not a session: List skips
+// names starting with '.'.
+const ProbePrefix = ".ckpt-probe-"
+
+// badETag is an ETag no object has.
+const badETag = `"00000000000000000000000000000000"`
+
+// CheckConditionalWrites checks that the bucket exists, that the
+// credentials may write to it, and that the server enforces the
+// conditional writes every lock and compare-and-swap of this package rests
+// on: If-None-Match: * and If-Match on PutObject and on
+// CompleteMultipartUpload. It writes, and deletes, one probe object under
+// the store's prefix. It refuses a server that ignores any of them with an
+// *Error wrapping ErrNoConditionalWrites. It also finds out whether DELETE
+// honours If-Match; if not, breaking a lock checks the lease's ETag just
+// before deleting it instead, which leaves a window of one request.
+//
+// Call it once before using a store; once it has succeeded it returns nil
+// at once.
+func (st *Store) CheckConditionalWrites(ctx context.Context) error {
+	st.checkMu.Lock()
+	defer st.checkMu.Unlock()
+	if st.checked {
+		return nil
+	}
+	if _, err := st.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &st.bucket}); err != nil {
+		e := st.requestError("check", "", err).(*Error)
+		if isNotFound(err) || httpStatus(err) == 404 {
+			e.Reason, e.Kind = "no such bucket", ErrNoBucket
+		}
+		if httpStatus(err) == 403 && e.Kind == nil {
+			e.Reason, e.Kind = "access denied (or the credentials are wrong or have expired)", ErrAccess
+		}
+		return e
+	}
+	key := st.prefix + ProbePrefix + randomToken()
+	defer func() {
+		// Even when ctx is done: leave no probe behind.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_, _ = st.client.DeleteObject(dctx, &s3.DeleteObjectInput{Bucket: &st.bucket, Key: &key})
+	}()
+	p := probe{st: st, ctx: ctx, key: &key}
+
+	etag, err := p.put("1", "", "*")
+	if err != nil {
+		return p.refuseOr(err, "it refused If-None-Match: * on PutObject of a new object")
+	}
+	if err := p.mustFail(p.put1("2", "", "*"), "it ignored If-None-Match: * on PutObject over an existing object"); err != nil {
+		return err
+	}
+	if err := p.mustFail(p.put1("3", badETag, ""), "it ignored If-Match on PutObject with an ETag the object does not have"); err != nil {
+		return err
+	}
+	if etag, err = p.put("4", etag, ""); err != nil {
+		return p.refuseOr(err, "it refused If-Match on PutObject with the object's own ETag")
+	}
+	if err := p.multipart(etag); err != nil {
+		return err
+	}
+	st.condDelete, err = p.conditionalDelete()
+	if err != nil {
+		return err
+	}
+	st.checked = true
+	return nil
+}
+
+// ConditionalDelete reports whether CheckConditionalWrites found that the
+// server honours If-Match on DELETE.
+func (st *Store) ConditionalDelete() bool {
+	st.checkMu.Lock()
+	defer st.checkMu.Unlock()
+	return st.condDelete
+}
+
+type probe struct {
+	st  *Store
+	ctx context.Context
+	key *string
+}
+
+func (p probe) refuse(what string, err error) error {
+	return &Error{Bucket: p.st.bucket, Op: "check conditional writes", Key: *p.key,
+		Reason: ErrNoConditionalWrites.Error() + ": " + what, Kind: ErrNoConditionalWrites, Err: err}
+}
+
+// refuseOr returns err as a request error, or, if the server said it does
+// not implement what was asked, as a refusal.
+func (p probe) refuseOr(err error, what string) error {
+	if isNotImplemented(err) || isPrecondition(err) {
+		return p.refuse(what, err)
+	}
+	return p.st.requestError("check conditional writes: put", *p.key, err)
+}
+
+// mustFail checks that a conditional request whose condition is false
+// failed as such.
+func (p probe) mustFail(err error, what string) error {
+	switch {
+	case err == nil:
+		return p.refuse(what, nil)
+	case isPrecondition(err):
+		return nil
+	case isNotImplemented(err):
+		return p.refuse(strings.Replace(what, "ignored", "does not implement", 1), err)
+	}
+	return p.st.requestError("check conditional writes", *p.key, err)
+}
+
+func (p probe) put(body, ifMatch, ifNoneMatch string) (string, error) {
+	in := &s3.PutObjectInput{Bucket: &p.st.bucket, Key: p.key, Body: strings.NewReader("ckpt conditional write probe " + body)}
+	if ifMatch != "" {
+		in.IfMatch = aws.String(ifMatch)
+	}
+	if ifNoneMatch != "" {
+		in.IfNoneMatch = aws.String(ifNoneMatch)
+	}
+	out, err := p.st.client.PutObject(p.ctx, in)
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.ETag), nil
+}
+
+func (p probe) put1(body, ifMatch, ifNoneMatch string) error {
+	_, err := p.put(body, ifMatch, ifNoneMatch)
+	return err
+}
+
+// multipart checks that CompleteMultipartUpload honours If-None-Match: *
+// and If-Match, then completes with the right ETag.
+func (p probe) multipart(etag string) (err error) {
+	c := p.st.client
+	mpu, err := c.CreateMultipartUpload(p.ctx, p.st.multipartInput(p.key))
+	if err != nil {
+		return p.st.requestError("check conditional writes: start multipart upload of", *p.key, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), 30*time.Second)
+			defer cancel()
+			_, _ = c.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &p.st.bucket, Key: p.key, UploadId: mpu.UploadId})
+		}
+	}()
+	part, err := c.UploadPart(p.ctx, &s3.UploadPartInput{
+		Bucket: &p.st.bucket, Key: p.key, UploadId: mpu.UploadId, PartNumber: aws.Int32(1),
+		Body: strings.NewReader("ckpt conditional write probe 5"),
+	})
+	if err != nil {
+		return p.st.requestError("check conditional writes: upload part of", *p.key, err)
+	}
+	complete := func(ifMatch, ifNoneMatch *string) error {
+		_, err := c.CompleteMultipartUpload(p.ctx, &s3.CompleteMultipartUploadInput{
+			Bucket: &p.st.bucket, Key: p.key, UploadId: mpu.UploadId,
+			MultipartUpload: &types.CompletedMultipartUpload{Parts: []types.CompletedPart{p.st.completedPart(1, part)}},
+			IfMatch:         ifMatch,
+			IfNoneMatch:     ifNoneMatch,
+		})
+		return err
+	}
+	err = complete(nil, aws.String("*"))
+	if err == nil {
+		done = true
+	}
+	if err := p.mustFail(err, "it ignored If-None-Match: * on CompleteMultipartUpload over an existing object"); err != nil {
+		return err
+	}
+	err = complete(aws.String(badETag), nil)
+	if err == nil {
+		done = true
+	}
+	if err := p.mustFail(err, "it ignored If-Match on CompleteMultipartUpload with an ETag the object does not have"); err != nil {
+		return err
+	}
+	if err := complete(aws.String(etag), nil); err != nil {
+		return p.refuseOr(err, "it refused If-Match on CompleteMultipartUpload with the object's own ETag")
+	}
+	done = true
+	return nil
+}
+
+// conditionalDelete reports whether DELETE with a wrong If-Match is refused.
+func (p probe) conditionalDelete() (bool, error) {
+	c := p.st.client
+	_, err := c.DeleteObject(p.ctx, &s3.DeleteObjectInput{Bucket: &p.st.bucket, Key: p.key, IfMatch: aws.String(badETag)})
+	switch {
+	case isPrecondition(err):
+		return true, nil
+	case err == nil:
+		return false, nil // ignored: the probe is gone, or was kept without a word
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false, err
+	case httpStatus(err) >= 400 && httpStatus(err) < 500, isNotImplemented(err):
+		return false, nil // the header is not supported
+	}
+	return false, p.st.requestError("check conditional writes: delete", *p.key, err)
+}
