@@ -8,10 +8,18 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
+)
+
+// Buffers are pooled: a save of a small checkpoint would otherwise spend
+// more time allocating and clearing them than in its system calls.
+var (
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+	copyPool   = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 )
 
 // writer is one save in progress: it holds the session's lock from lock
@@ -49,7 +57,8 @@ func (d *Dir) lock(h *checkpoint.Header) (_ *writer, err error) {
 	if err := unix.Flock(int(w.f.OS().Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return nil, fmt.Errorf("session %s: flock lock file: %w", d.id, err)
 	}
-	w.bw = bufio.NewWriterSize(w.f, 64<<10)
+	w.bw = writerPool.Get().(*bufio.Writer)
+	w.bw.Reset(w.f)
 	if w.cw, err = checkpoint.NewWriter(w.bw, h); err != nil {
 		return nil, fmt.Errorf("session %s: %w", d.id, err)
 	}
@@ -73,9 +82,10 @@ func (d *Dir) lock(h *checkpoint.Header) (_ *writer, err error) {
 func (w *writer) write(ctx context.Context, r io.Reader, allowEmpty bool) (int64, error) {
 	id := w.d.id
 	if r != nil {
-		buf := make([]byte, 256<<10)
+		buf := copyPool.Get().(*[]byte)
+		defer copyPool.Put(buf)
 		// The struct hides r's WriterTo, so that the copy goes through buf.
-		if _, err := io.CopyBuffer(w.cw, struct{ io.Reader }{ctxReader{ctx, r}}, buf); err != nil {
+		if _, err := io.CopyBuffer(w.cw, struct{ io.Reader }{ctxReader{ctx, r}}, *buf); err != nil {
 			return 0, fmt.Errorf("session %s: write %s: %w", id, NextFile, err)
 		}
 	}
@@ -109,6 +119,7 @@ func (w *writer) commit() error {
 		return fmt.Errorf("session %s: rename %s: %w", id, NextFile, err)
 	}
 	w.next = "" // renamed: nothing for abort to remove
+	w.release()
 	if err := w.d.fs.SyncDir(w.d.path); err != nil {
 		return fmt.Errorf("session %s: the checkpoint was renamed into place but may not survive a crash: sync directory: %w", id, err)
 	}
@@ -127,6 +138,15 @@ func (w *writer) stillOurs() error {
 	return nil
 }
 
+// release returns the write buffer to its pool; the writer writes no more.
+func (w *writer) release() {
+	if w.bw != nil {
+		w.bw.Reset(nil)
+		writerPool.Put(w.bw)
+		w.bw = nil
+	}
+}
+
 // abort removes what the writer created, if it is still its own, and closes
 // its file, which releases the lock.
 func (w *writer) abort() error {
@@ -139,6 +159,7 @@ func (w *writer) abort() error {
 			errs = append(errs, fmt.Errorf("remove %s: %w", name, err))
 		}
 	}
+	w.release()
 	if err := w.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 		errs = append(errs, err)
 	}
