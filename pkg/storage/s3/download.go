@@ -110,7 +110,11 @@ func (s *Session) downloadOnce(ctx context.Context, name, ifMatch string) (_ *ve
 	if err == nil {
 		_, err = io.CopyBuffer(io.Discard, cr, make([]byte, 256<<10))
 	}
-	if err != nil {
+	var te *transferError
+	switch {
+	case errors.As(err, &te):
+		return nil, s.errorf("get %s: %w", url, err)
+	case err != nil:
 		return nil, s.errorf("%s: %w", url, err)
 	}
 	v.f, v.r = f, f
@@ -136,6 +140,9 @@ func (e *transferError) Error() string {
 	}
 	return fmt.Sprintf("the transfer broke off after %d bytes: %v", e.read, e.err)
 }
+
+// Is makes a transfer that broke off an ErrUnavailable.
+func (e *transferError) Is(target error) bool { return target == ErrUnavailable }
 
 func (e *transferError) Unwrap() error {
 	if errors.Is(e.err, io.ErrUnexpectedEOF) || errors.Is(e.err, io.EOF) {

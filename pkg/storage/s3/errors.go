@@ -79,7 +79,7 @@ func describe(err error) (string, error) {
 	attempts := ""
 	var mae *retry.MaxAttemptsError
 	if errors.As(err, &mae) {
-		attempts = fmt.Sprintf(" (gave up after %d attempts)", mae.Attempt)
+		attempts = fmt.Sprintf("; gave up after %d attempts", mae.Attempt)
 	}
 	switch {
 	case errors.Is(err, context.Canceled):

@@ -96,8 +96,8 @@ func (s *Session) judge(ls *leaseState, now time.Time) *storage.Lock {
 	default:
 		age, limit, clock = now.Sub(ls.modified), ttl+grace, "by this host's clock"
 	}
-	age = max(age, 0).Round(time.Second)
 	l.Stale = age > limit
+	age = max(age, 0).Round(time.Second)
 	switch {
 	case ls.rec == nil && l.Stale:
 		l.Reason = fmt.Sprintf("session.next is not a lease ckpt wrote, and is %s old %s", age, clock)

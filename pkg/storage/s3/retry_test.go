@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
@@ -109,5 +110,70 @@ func TestMultipartLost(t *testing.T) {
 	}
 	if _, err := s.Save(t.Context(), strings.NewReader("after"), storage.IfGeneration(2)); err != nil {
 		t.Errorf("a save after the lost one: %v", err)
+	}
+}
+
+// cutClient breaks off the body of the first n GETs of the checkpoint
+// after a few bytes, as a dropped connection would.
+type cutClient struct {
+	mu sync.Mutex
+	n  int
+	c  *http.Client
+}
+
+type cutBody struct {
+	r    http.Response
+	left int
+}
+
+func (b *cutBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	}
+	n, err := b.r.Body.Read(p[:min(len(p), b.left)])
+	b.left -= n
+	return n, err
+}
+
+func (b *cutBody) Close() error { return b.r.Body.Close() }
+
+func (c *cutClient) Do(r *http.Request) (*http.Response, error) {
+	resp, err := c.c.Do(r)
+	if err != nil || r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/session") || r.Header.Get("Range") != "" {
+		return resp, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n > 0 {
+		c.n--
+		resp.Body = &cutBody{r: *resp, left: 10}
+	}
+	return resp, nil
+}
+
+// A download that breaks off is tried again, and is never taken for a
+// damaged checkpoint, in memory or spooled to a file.
+func TestBrokenDownloadRetried(t *testing.T) {
+	cc := &cutClient{c: &http.Client{}}
+	o := testOptions()
+	o.HTTPClient = cc
+	o.PartSize = MinPartSize
+	st := newStore(t, o)
+	s := newSession(t, st)
+	for _, payload := range []string{"small", big(MinPartSize+100, 'b')} {
+		mustSave(t, s, payload)
+		cc.n = downloadAttempts - 1
+		cp, got := mustLoad(t, s, storage.Strict())
+		if got != payload || len(cp.Skipped) != 0 {
+			t.Errorf("Load after %d broken transfers: %d bytes, skipped %v", downloadAttempts-1, len(got), cp.Skipped)
+		}
+		cc.n = downloadAttempts
+		_, err := s.Load(t.Context())
+		var te *transferError
+		t.Logf("message: %v", err)
+		if !errors.As(err, &te) || errors.As(err, new(*checkpoint.CorruptError)) {
+			t.Errorf("Load after %d broken transfers: %v; want a transfer error, not a corrupt checkpoint", downloadAttempts, err)
+		}
+		cc.n = 0
 	}
 }

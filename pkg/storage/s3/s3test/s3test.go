@@ -1,0 +1,205 @@
+// Package s3test runs versitygw (Apache-2.0), an S3 gateway over a local
+// directory, for tests of code that stores sessions in S3: the tests of
+// package s3store, and end-to-end tests that run ckpt against both
+// backends. Install it with
+//
+//	go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+//
+// Find looks for it; tests skip, saying why, when it is absent. Start runs
+// it on a free loopback port and creates a bucket; Env returns the AWS_*
+// variables that point the SDK at it, and at nothing else: no shared config
+// file, no profile, no instance metadata.
+package s3test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Version is the versitygw release the tests are written against.
+const Version = "v1.8.0"
+
+// InstallHint says how to install versitygw.
+const InstallHint = "go install github.com/versity/versitygw/cmd/versitygw@" + Version
+
+// Credentials and region of every gateway Start runs.
+const (
+	AccessKey = "ckpt-test-access"
+	SecretKey = "ckpt-test-secret-0123456789"
+	Region    = "us-east-1"
+)
+
+// Find returns the path of versitygw: $VERSITYGW, else versitygw on $PATH,
+// else $(go env GOPATH)/bin/versitygw. When there is none it returns "" and
+// why, with how to install it.
+func Find() (path, why string) {
+	if p := os.Getenv("VERSITYGW"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Sprintf("$VERSITYGW=%s: %v", p, err)
+		}
+		return p, ""
+	}
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p, ""
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
+			p := filepath.Join(dir, "bin", "versitygw")
+			if _, err := os.Stat(p); err == nil {
+				return p, ""
+			}
+		}
+	}
+	return "", "versitygw not found in $VERSITYGW, $PATH or $(go env GOPATH)/bin; install it with: " + InstallHint
+}
+
+// Gateway is a running versitygw.
+type Gateway struct {
+	Endpoint string // http://127.0.0.1:PORT
+	Bucket   string
+	Dir      string // the directory it serves
+
+	cmd    *exec.Cmd
+	exited chan error
+	log    *os.File
+}
+
+// Start runs the versitygw at bin over a new directory inside dir, on a
+// free loopback port, with keep-alive connections, and creates bucket. It
+// stops the gateway again if that fails.
+func Start(bin, dir, bucket string) (*Gateway, error) {
+	var lastErr error
+	for attempt := range 3 {
+		g, err := start(bin, dir, bucket, attempt)
+		if err == nil {
+			return g, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func start(bin, dir, bucket string, attempt int) (*Gateway, error) {
+	root := filepath.Join(dir, fmt.Sprintf("versitygw-%d", attempt))
+	if err := os.Mkdir(root, 0o700); err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	logf, err := os.Create(root + ".log")
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{Endpoint: "http://" + addr, Bucket: bucket, Dir: root, log: logf, exited: make(chan error, 1)}
+	g.cmd = exec.Command(bin, "--port", addr, "--access", AccessKey, "--secret", SecretKey,
+		"--region", Region, "--keep-alive", "--quiet", "posix", root)
+	g.cmd.Stdout, g.cmd.Stderr = logf, logf
+	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := g.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() { g.exited <- g.cmd.Wait() }()
+	if err := g.createBucket(20 * time.Second); err != nil {
+		g.Stop()
+		out, _ := os.ReadFile(logf.Name())
+		return nil, fmt.Errorf("versitygw on %s did not start: %w; its output: %s", addr, err, strings.TrimSpace(string(out)))
+	}
+	return g, nil
+}
+
+// createBucket creates the bucket, waiting for the gateway to listen.
+func (g *Gateway) createBucket(wait time.Duration) error {
+	client := s3.New(s3.Options{
+		Region:       Region,
+		BaseEndpoint: aws.String(g.Endpoint),
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
+	})
+	deadline := time.Now().Add(wait)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(g.Bucket)})
+		cancel()
+		if err == nil || strings.Contains(err.Error(), "BucketAlreadyOwnedByYou") {
+			return nil
+		}
+		select {
+		case werr := <-g.exited:
+			g.exited <- werr
+			return errors.Join(errors.New("versitygw exited"), werr)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+// URL returns the s3:// url of prefix in the gateway's bucket.
+func (g *Gateway) URL(prefix string) string {
+	return "s3://" + g.Bucket + "/" + strings.Trim(prefix, "/")
+}
+
+// Env returns the environment variables that point the AWS SDK at the
+// gateway, with home as HOME, and nowhere else. Apply them over an
+// environment from which every other AWS_* variable is removed (see
+// Environ).
+func (g *Gateway) Env(home string) []string {
+	return []string{
+		"HOME=" + home,
+		"AWS_CONFIG_FILE=" + filepath.Join(home, ".aws", "config"),
+		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, ".aws", "credentials"),
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_ACCESS_KEY_ID=" + AccessKey,
+		"AWS_SECRET_ACCESS_KEY=" + SecretKey,
+		"AWS_REGION=" + Region,
+		"AWS_ENDPOINT_URL_S3=" + g.Endpoint,
+	}
+}
+
+// Environ returns env without its AWS_* variables, followed by extra.
+func Environ(env []string, extra ...string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "AWS_") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, extra...)
+}
+
+// Stop stops the gateway and waits for it. It leaves its directory.
+func (g *Gateway) Stop() error {
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
+	var err error
+	select {
+	case err = <-g.exited:
+	case <-time.After(5 * time.Second):
+		_ = g.cmd.Process.Kill()
+		err = <-g.exited
+	}
+	g.exited <- err
+	g.log.Close()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return nil // killed by our signal
+	}
+	return err
+}
