@@ -1,8 +1,11 @@
 package s3store
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"time"
 
@@ -15,6 +18,17 @@ import (
 // and deletes, under the store's prefix. It is not a session: List skips
 // names starting with '.'.
 const ProbePrefix = ".ckpt-probe-"
+
+// CheckedMarker names the object, under the store's prefix, that records a
+// successful CheckConditionalWrites, so that later processes need one
+// request instead of a dozen. Delete it to make the next process check the
+// server again.
+const CheckedMarker = ".ckpt-checked"
+
+type checkedRecord struct {
+	Checked           time.Time `json:"checked"`
+	ConditionalDelete bool      `json:"conditional_delete"`
+}
 
 // badETag is an ETag no object has.
 const badETag = `"00000000000000000000000000000000"`
@@ -35,6 +49,9 @@ func (st *Store) CheckConditionalWrites(ctx context.Context) error {
 	st.checkMu.Lock()
 	defer st.checkMu.Unlock()
 	if st.checked {
+		return nil
+	}
+	if st.readChecked(ctx) {
 		return nil
 	}
 	if _, err := st.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &st.bucket}); err != nil {
@@ -77,7 +94,36 @@ func (st *Store) CheckConditionalWrites(ctx context.Context) error {
 		return err
 	}
 	st.checked = true
+	st.writeChecked(ctx)
 	return nil
+}
+
+// readChecked reports whether an earlier process recorded a successful
+// check, and takes over its findings.
+func (st *Store) readChecked(ctx context.Context) bool {
+	key := st.prefix + CheckedMarker
+	out, err := st.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &st.bucket, Key: &key})
+	if err != nil {
+		return false
+	}
+	defer out.Body.Close()
+	var rec checkedRecord
+	if err := json.NewDecoder(io.LimitReader(out.Body, 4096)).Decode(&rec); err != nil || rec.Checked.IsZero() {
+		return false
+	}
+	st.condDelete, st.checked = rec.ConditionalDelete, true
+	return true
+}
+
+// writeChecked records a successful check for later processes. Failing to
+// is harmless: they check again.
+func (st *Store) writeChecked(ctx context.Context) {
+	b, err := json.Marshal(checkedRecord{Checked: time.Now().UTC(), ConditionalDelete: st.condDelete})
+	if err != nil {
+		return
+	}
+	key := st.prefix + CheckedMarker
+	_, _ = st.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &st.bucket, Key: &key, Body: bytes.NewReader(b)})
 }
 
 // ConditionalDelete reports whether CheckConditionalWrites found that the

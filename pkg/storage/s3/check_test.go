@@ -2,12 +2,15 @@ package s3store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
@@ -188,5 +191,47 @@ func TestParseURL(t *testing.T) {
 		if b != tc.bucket || p != tc.prefix || (tc.err == "") != (err == nil) || (tc.err != "" && !strings.Contains(got, tc.err)) {
 			t.Errorf("ParseURL(%q) = %q, %q, %v; want %q, %q, %q", tc.url, b, p, err, tc.bucket, tc.prefix, tc.err)
 		}
+	}
+}
+
+// A successful check is recorded under the prefix, so that the next process
+// takes its findings over instead of probing again; without the record, it
+// probes again.
+func TestCheckedMarker(t *testing.T) {
+	st := newStore(t, testOptions())
+	ctx := context.Background()
+	key := st.prefix + CheckedMarker
+	out, err := st.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &st.bucket, Key: &key})
+	if err != nil {
+		t.Fatalf("no %s after a successful check: %v", CheckedMarker, err)
+	}
+	var rec checkedRecord
+	err = json.NewDecoder(out.Body).Decode(&rec)
+	out.Body.Close()
+	if err != nil || rec.Checked.IsZero() || rec.ConditionalDelete != st.ConditionalDelete() {
+		t.Fatalf("marker %+v (%v), store found conditional delete %v", rec, err, st.ConditionalDelete())
+	}
+	again, err := Open(ctx, st.Root(), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.readChecked(ctx) || again.ConditionalDelete() != st.ConditionalDelete() {
+		t.Error("a second store did not take the recorded check over")
+	}
+	if _, err := st.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &st.bucket, Key: &key}); err != nil {
+		t.Fatal(err)
+	}
+	third, err := Open(ctx, st.Root(), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.readChecked(ctx) {
+		t.Error("a store took over a check that is no longer recorded")
+	}
+	if err := third.CheckConditionalWrites(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !third.readChecked(ctx) {
+		t.Error("the check did not record itself again")
 	}
 }
