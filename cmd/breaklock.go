@@ -25,7 +25,7 @@ where flock cannot prove it. A session that is not locked exits 0.`,
 			if err != nil {
 				return err
 			}
-			s, err := a.session(id)
+			s, err := a.session(c.Context(), id)
 			if err != nil {
 				return err
 			}

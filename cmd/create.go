@@ -20,7 +20,7 @@ generation 0, with no checkpoint; 'ckpt save' makes generation 1.`,
   ckpt create --json`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			r, err := a.repository()
+			r, err := a.repository(c.Context())
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/repository"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
+	s3store "github.com/ckpt-dev/ckpt/pkg/storage/s3"
 )
 
 // Exit statuses, as documented in the root command's help and the README.
@@ -126,7 +127,7 @@ func (a *app) hints(err error) []string {
 	)
 	switch {
 	case errors.As(err, &locked) && locked.Stale:
-		return []string{fmt.Sprintf("no process holds the lock any more; run 'ckpt break-lock %s', then try again", locked.Session)}
+		return []string{fmt.Sprintf("its writer is gone; run 'ckpt break-lock %s' (or pass --break-stale), then try again", locked.Session)}
 	case errors.As(err, &locked) && locked.Owner != nil:
 		return []string{fmt.Sprintf("wait for the writer to finish; if it hangs, stop it, then run 'ckpt break-lock %s'", locked.Session)}
 	case errors.As(err, &locked) && locked.Lost:
@@ -157,6 +158,14 @@ func (a *app) hints(err error) []string {
 		return []string{"check that the command is installed and on $PATH, or give its path"}
 	case errors.Is(err, storage.ErrEmpty):
 		return []string{"the input was empty, which usually means its producer failed; pass --allow-empty to save it anyway"}
+	case errors.Is(err, s3store.ErrNoBucket):
+		return []string{"check the bucket in --repo or $CKPT_REPOSITORY (s3://BUCKET/PREFIX), and $AWS_REGION"}
+	case errors.Is(err, s3store.ErrAccess):
+		return []string{"check the credentials ($AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, or $AWS_PROFILE): they may be wrong or have expired"}
+	case errors.Is(err, s3store.ErrUnavailable):
+		return []string{"the server did not answer in time, retries included; check $AWS_ENDPOINT_URL_S3 and the network, then try again"}
+	case errors.Is(err, s3store.ErrNoConditionalWrites):
+		return []string{"ckpt's locks need a server that enforces If-None-Match and If-Match (AWS S3 does); use another server or a local repository"}
 	case errors.As(err, &usage):
 		return []string{"run 'ckpt --help' or 'ckpt COMMAND --help' for usage"}
 	}

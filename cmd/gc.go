@@ -51,7 +51,7 @@ remove ID" and "would sweep PATH".`,
 			if err := validFlags(o.Flags); err != nil {
 				return err
 			}
-			r, err := a.repository()
+			r, err := a.repository(c.Context())
 			if err != nil {
 				return err
 			}

@@ -20,7 +20,7 @@ $CKPT_KEEP) sets how many are kept; 'ckpt load --generation N' loads one.`,
 			if err != nil {
 				return err
 			}
-			s, err := a.session(id)
+			s, err := a.session(c.Context(), id)
 			if err != nil {
 				return err
 			}

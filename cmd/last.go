@@ -32,7 +32,7 @@ session object, as 'ckpt show --json' does.`,
 			if err := validFlags(slices.Concat(f.Flags, f.NoFlags)); err != nil {
 				return err
 			}
-			r, err := a.repository()
+			r, err := a.repository(c.Context())
 			if err != nil {
 				return err
 			}

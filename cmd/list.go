@@ -23,7 +23,7 @@ An empty repository lists nothing and exits 0.`,
   ckpt list --json | jq -r '.[0].id'`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			r, err := a.repository()
+			r, err := a.repository(c.Context())
 			if err != nil {
 				return err
 			}

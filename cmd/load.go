@@ -60,7 +60,7 @@ what the transaction saved so far, else the checkpoint it started from.`,
 				defer f.Close()
 				return a.writePayload(c, output, f)
 			}
-			s, err := a.session(id)
+			s, err := a.session(c.Context(), id)
 			if err != nil {
 				return err
 			}

@@ -30,7 +30,7 @@ A step that never ran with 'ckpt step' has no log: exit status 3.`,
 			if err := validStepName(rest[0]); err != nil {
 				return err
 			}
-			s, err := a.session(id)
+			s, err := a.session(c.Context(), id)
 			if err != nil {
 				return err
 			}

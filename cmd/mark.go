@@ -46,7 +46,7 @@ saved makes generation 1 with an empty payload.`,
 			if c.Flags().Changed("title") {
 				opts = append(opts, storage.WithTitle(title))
 			}
-			s, err := a.session(id)
+			s, err := a.session(c.Context(), id)
 			if err != nil {
 				return err
 			}

@@ -23,14 +23,14 @@ failures, and each is reported on stderr.`,
   ckpt list --json | jq -r '.[].id' | xargs ckpt remove`,
 		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			r, err := a.repository()
+			r, err := a.repository(c.Context())
 			if err != nil {
 				return err
 			}
 			removed := []string{}
 			var errs []error
 			for _, id := range args {
-				s, err := r.Open(id)
+				s, err := r.Open(c.Context(), id)
 				if err == nil {
 					err = a.waiter(s, &lock).Do(c.Context(), func() error { return s.Remove(c.Context(), force) })
 				}

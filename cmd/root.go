@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/ckpt-dev/ckpt/pkg/repository"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
+	s3store "github.com/ckpt-dev/ckpt/pkg/storage/s3"
 )
 
 // IO is where a run of ckpt reads and writes.
@@ -140,6 +142,9 @@ func (a *app) repoPath() (string, error) {
 	if p == "" {
 		p = filepath.Join(xdg.CacheHome, "ckpt", "sessions")
 	}
+	if s3store.IsURL(p) {
+		return strings.TrimRight(p, "/"), nil
+	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return "", fmt.Errorf("repository path %q: %w", p, err)
@@ -147,21 +152,41 @@ func (a *app) repoPath() (string, error) {
 	return abs, nil
 }
 
-func (a *app) repository() (*repository.Repository, error) {
+func (a *app) repository(ctx context.Context) (*repository.Repository, error) {
 	p, err := a.repoPath()
 	if err != nil {
 		return nil, err
 	}
+	if s3store.IsURL(p) {
+		return repository.OpenS3(ctx, p, a.s3Options())
+	}
 	return repository.Open(p)
 }
 
+// s3Options are the settings of an S3 repository that the AWS SDK's own
+// configuration (AWS_* variables, shared config files) does not cover.
+// Path-style addressing, which most S3-compatible servers need, is on when
+// $CKPT_S3_PATH_STYLE is 1 or true, or when it is unset and an endpoint
+// other than AWS's is configured with $AWS_ENDPOINT_URL_S3 or
+// $AWS_ENDPOINT_URL.
+func (a *app) s3Options() s3store.Options {
+	var o s3store.Options
+	switch v := a.getenv("CKPT_S3_PATH_STYLE"); v {
+	case "":
+		o.UsePathStyle = a.getenv("AWS_ENDPOINT_URL_S3") != "" || a.getenv("AWS_ENDPOINT_URL") != ""
+	default:
+		o.UsePathStyle = v == "1" || v == "true"
+	}
+	return o
+}
+
 // session opens one session of the repository by id.
-func (a *app) session(id string) (storage.Session, error) {
-	r, err := a.repository()
+func (a *app) session(ctx context.Context, id string) (storage.Session, error) {
+	r, err := a.repository(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return r.Open(id)
+	return r.Open(ctx, id)
 }
 
 // sessionArgs splits args into a session id and the rest: the id is the

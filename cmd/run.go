@@ -87,7 +87,7 @@ by someone else before it could commit; never after CMD itself failed.`,
 
 func (a *app) runTxn(c *cobra.Command, id string, argv []string, o *runOptions) error {
 	ctx := c.Context()
-	s, err := a.session(id)
+	s, err := a.session(c.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func (a *app) runTxn(c *cobra.Command, id string, argv []string, o *runOptions) 
 		if err != nil {
 			return err
 		}
-		saved, err := a.runOnce(ctx, tx, filepath.Join(repo, id), argv, sigs)
+		saved, err := a.runOnce(ctx, tx, repo, id, argv, sigs)
 		var le *storage.LockedError
 		if errors.As(err, &le) && le.Lost && time.Now().Before(retryUntil) {
 			a.notice("the transaction's lock was broken before it could commit; running %s again", argv[0])
@@ -153,7 +153,7 @@ func (a *app) runTxn(c *cobra.Command, id string, argv []string, o *runOptions) 
 
 // runOnce runs argv in the transaction tx and commits or aborts it. It
 // returns what was committed, nil for an empty transaction.
-func (a *app) runOnce(ctx context.Context, tx storage.Tx, session string, argv []string, sigs <-chan os.Signal) (saved *storage.Saved, err error) {
+func (a *app) runOnce(ctx context.Context, tx storage.Tx, repo, id string, argv []string, sigs <-chan os.Signal) (saved *storage.Saved, err error) {
 	defer func() {
 		if saved == nil {
 			err = errors.Join(err, tx.Abort())
@@ -164,7 +164,7 @@ func (a *app) runOnce(ctx context.Context, tx storage.Tx, session string, argv [
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	t := &txnFile{Session: session, Checkpoint: filepath.Join(dir, "checkpoint"), Next: filepath.Join(dir, "next")}
+	t := &txnFile{Session: sessionLocation(repo, id), Checkpoint: filepath.Join(dir, "checkpoint"), Next: filepath.Join(dir, "next")}
 	if base := tx.Base(); base != nil {
 		t.Base = base.Generation
 	}
@@ -176,8 +176,8 @@ func (a *app) runOnce(ctx context.Context, tx storage.Tx, session string, argv [
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(),
-		"CKPT_SESSION="+filepath.Base(session),
-		"CKPT_REPOSITORY="+filepath.Dir(session),
+		"CKPT_SESSION="+id,
+		"CKPT_REPOSITORY="+repo,
 		"CKPT_CHECKPOINT="+t.Checkpoint,
 		"CKPT_NEXT="+t.Next,
 		envTxn+"="+dir,

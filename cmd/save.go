@@ -92,7 +92,7 @@ file first and save the file only if the producer exited 0.`,
 				}
 				return a.saveInTxn(c, t, id, in, &o)
 			}
-			s, err := a.session(id)
+			s, err := a.session(c.Context(), id)
 			if err != nil {
 				return err
 			}

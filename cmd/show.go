@@ -16,7 +16,7 @@ It reads the header only, not the payload.`,
   ckpt show "$S" --json | jq .generation`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			r, err := a.repository()
+			r, err := a.repository(c.Context())
 			if err != nil {
 				return err
 			}
@@ -24,7 +24,7 @@ It reads the header only, not the payload.`,
 			if err != nil {
 				return err
 			}
-			s, err := r.Open(id)
+			s, err := r.Open(c.Context(), id)
 			if err != nil {
 				return err
 			}
@@ -32,7 +32,7 @@ It reads the header only, not the payload.`,
 			if err != nil {
 				return err
 			}
-			return a.printShow(st, r.Root()+"/"+st.ID)
+			return a.printShow(st, sessionLocation(r.Root(), st.ID))
 		},
 	}
 }

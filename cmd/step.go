@@ -94,7 +94,7 @@ another writer. Step names follow the id rules: lowercase letters, digits,
 			if o.keep, err = a.keep(c, 0); err != nil {
 				return err
 			}
-			s, err := a.session(id)
+			s, err := a.session(c.Context(), id)
 			if err != nil {
 				return err
 			}

@@ -29,7 +29,7 @@ A session with no steps lists nothing.`,
 			if err != nil {
 				return err
 			}
-			s, err := a.session(id)
+			s, err := a.session(c.Context(), id)
 			if err != nil {
 				return err
 			}

@@ -21,9 +21,13 @@ import (
 // load sees what the transaction saved so far, save replaces it.
 const envTxn = "CKPT_TXN"
 
+// sessionLocation names a session the same way in every process: its
+// repository's directory or s3:// URL, a slash, its id.
+func sessionLocation(repo, id string) string { return repo + "/" + id }
+
 // txnFile describes a transaction in its directory, as txn.json.
 type txnFile struct {
-	// Session is the absolute path of the session directory.
+	// Session is where the session is; see sessionLocation.
 	Session string `json:"session"`
 	// Base is the generation the transaction started from.
 	Base uint64 `json:"base"`
@@ -74,7 +78,7 @@ func (a *app) txnFor(id string) (*txnFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.Session != filepath.Join(repo, id) {
+	if t.Session != sessionLocation(repo, id) {
 		return nil, nil
 	}
 	return &t, nil

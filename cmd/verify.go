@@ -31,7 +31,7 @@ otherwise, and changes nothing.`,
 		Example: `  ckpt verify
   ckpt verify "$S" --json`,
 		RunE: func(c *cobra.Command, args []string) error {
-			r, err := a.repository()
+			r, err := a.repository(c.Context())
 			if err != nil {
 				return err
 			}
@@ -52,7 +52,7 @@ otherwise, and changes nothing.`,
 			)
 			for _, id := range args {
 				var probs []storage.Problem
-				s, err := r.Open(id)
+				s, err := r.Open(c.Context(), id)
 				if err == nil {
 					probs, err = s.Verify(c.Context())
 				}

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/ckpt-dev/ckpt/pkg/storage"
@@ -86,9 +83,7 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 	}
 	cutoff := now.Add(-o.OlderThan)
 	res := &GCResult{}
-	if err := r.sweepTrash(cutoff, o.DryRun, res); err != nil {
-		return nil, err
-	}
+	res.Swept, res.Errors = r.b.sweep(cutoff, o.DryRun)
 	entries, err := r.List(ctx, Filter{})
 	if err != nil {
 		return nil, err
@@ -153,7 +148,7 @@ func (r *Repository) gcSession(ctx context.Context, st *storage.Status, cutoff t
 		res.Removed = append(res.Removed, st.ID)
 		return
 	}
-	s, err := r.Open(st.ID)
+	s, err := r.Open(ctx, st.ID)
 	if err == nil {
 		var swept []string
 		swept, err = s.Sweep(ctx, cutoff, dryRun)
@@ -162,34 +157,4 @@ func (r *Repository) gcSession(ctx context.Context, st *storage.Status, cutoff t
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		res.Errors = append(res.Errors, err)
 	}
-}
-
-// sweepTrash removes what interrupted removals left: hidden trash
-// directories older than cutoff.
-func (r *Repository) sweepTrash(cutoff time.Time, dryRun bool, res *GCResult) error {
-	des, err := os.ReadDir(r.root)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return fmt.Errorf("gc %s: %w", r.root, err)
-	}
-	for _, de := range des {
-		if !strings.HasPrefix(de.Name(), storage.TrashPrefix) {
-			continue
-		}
-		fi, err := de.Info()
-		if err != nil || !fi.ModTime().Before(cutoff) {
-			continue
-		}
-		path := filepath.Join(r.root, de.Name())
-		if !dryRun {
-			if err := os.RemoveAll(path); err != nil {
-				res.Errors = append(res.Errors, err)
-				continue
-			}
-		}
-		res.Swept = append(res.Swept, path)
-	}
-	return nil
 }

@@ -29,11 +29,11 @@ func gcTestRepo(t *testing.T) *Repository {
 
 func gcTestCreate(t *testing.T, r *Repository, prefix string, flags ...string) *storage.Dir {
 	t.Helper()
-	d, err := r.Create(t.Context(), CreateOptions{Prefix: prefix, Flags: flags})
+	s, err := r.Create(t.Context(), CreateOptions{Prefix: prefix, Flags: flags})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d
+	return s.(*storage.Dir)
 }
 
 func gcTestSave(t *testing.T, s storage.Session, payload string, opts ...storage.SaveOption) {
@@ -416,7 +416,7 @@ func TestGCConcurrentCreate(t *testing.T) {
 	}
 	checkIDs(t, "Removed", removed, old...)
 	for _, id := range created {
-		s, err := r.Open(id)
+		s, err := r.Open(context.Background(), id)
 		if err == nil {
 			_, err = s.Stat(ctx)
 		}

@@ -1,6 +1,7 @@
 package repository_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"io/fs"
@@ -122,7 +123,7 @@ func TestRemove(t *testing.T) {
 				if gone(t, d.Path()) {
 					t.Fatal("a refused Remove removed the session")
 				}
-				if _, err := r.Open(d.ID()); err != nil {
+				if _, err := r.Open(context.Background(), d.ID()); err != nil {
 					t.Errorf("Open after a refused Remove: %v", err)
 				}
 				return
@@ -133,7 +134,7 @@ func TestRemove(t *testing.T) {
 			if !gone(t, d.Path()) {
 				t.Error("the session directory is still there")
 			}
-			if _, err := r.Open(d.ID()); !errors.Is(err, storage.ErrNotFound) {
+			if _, err := r.Open(context.Background(), d.ID()); !errors.Is(err, storage.ErrNotFound) {
 				t.Errorf("Open after Remove: error = %v, want storage.ErrNotFound", err)
 			}
 			if err := r.Remove(t.Context(), d.ID(), false); !errors.Is(err, storage.ErrNotFound) {

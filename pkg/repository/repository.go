@@ -7,16 +7,16 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/gosimple/slug"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
+	s3store "github.com/ckpt-dev/ckpt/pkg/storage/s3"
 )
 
 // Limits on ids.
@@ -70,41 +70,41 @@ func Slug(prefix string) string {
 	return s
 }
 
-// Repository is a directory of sessions. It is safe for concurrent use.
+// Repository is a set of sessions: a local directory, or a prefix of an S3
+// bucket. It is safe for concurrent use.
 type Repository struct {
-	root string
+	b backend
 }
 
-// Open returns the repository at root, which must be an absolute path. The
-// directory need not exist yet: Create makes it.
+// Open returns the repository in the local directory root, which must be an
+// absolute path. The directory need not exist yet: Create makes it.
 func Open(root string) (*Repository, error) {
 	if !filepath.IsAbs(root) {
 		return nil, fmt.Errorf("repository path %q is not absolute", root)
 	}
-	r := &Repository{root: filepath.Clean(root)}
-	if _, err := r.exists(); err != nil {
+	r := &Repository{b: localBackend{dir: filepath.Clean(root)}}
+	if _, err := r.b.exists(context.Background()); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-// Root returns the repository's directory.
-func (r *Repository) Root() string { return r.root }
-
-// exists reports whether the repository directory exists, and fails if its
-// path names something that is not a directory.
-func (r *Repository) exists() (bool, error) {
-	fi, err := os.Stat(r.root)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("repository %s: %w", r.root, err)
-	case !fi.IsDir():
-		return false, fmt.Errorf("repository %s is not a directory", r.root)
+// OpenS3 returns the repository at url, s3://BUCKET/PREFIX. It refuses a
+// server that does not enforce conditional writes (see
+// s3store.Store.CheckConditionalWrites), on which locks cannot hold.
+func OpenS3(ctx context.Context, url string, o s3store.Options) (*Repository, error) {
+	st, err := s3store.Open(ctx, url, o)
+	if err != nil {
+		return nil, err
 	}
-	return true, nil
+	if err := st.CheckConditionalWrites(ctx); err != nil {
+		return nil, err
+	}
+	return &Repository{b: s3Backend{st: st}}, nil
 }
+
+// Root returns where the repository is: a directory or an s3:// URL.
+func (r *Repository) Root() string { return r.b.root() }
 
 // CreateOptions describe a new session.
 type CreateOptions struct {
@@ -115,34 +115,23 @@ type CreateOptions struct {
 }
 
 // Create makes a new session named Slug(Prefix) followed by a random suffix,
-// and writes its generation 0 (metadata, no payload).
-func (r *Repository) Create(ctx context.Context, o CreateOptions) (*storage.Dir, error) {
+// claimed atomically (a mkdir, or a conditional create on S3), and writes its
+// generation 0 (metadata, no payload).
+func (r *Repository) Create(ctx context.Context, o CreateOptions) (storage.Session, error) {
 	meta := checkpoint.Header{Title: o.Title, App: o.App}
 	meta.Flags = meta.SetFlags(o.Flags, nil)
 	if err := meta.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", checkpoint.ErrInvalid, err)
 	}
-	if err := os.MkdirAll(r.root, 0o700); err != nil {
-		return nil, fmt.Errorf("create repository: %w", err)
-	}
 	prefix := Slug(o.Prefix)
 	for range 8 {
-		id := prefix + "-" + randomSuffix()
-		path := filepath.Join(r.root, id)
-		err := os.Mkdir(path, 0o700)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("create session: %w", err)
-		}
-		d, err := storage.Init(ctx, path,
+		s, err := r.b.claim(ctx, prefix+"-"+randomSuffix(),
 			storage.WithTitle(o.Title), storage.WithApp(o.App),
 			storage.WithFlags(o.Flags, nil), storage.WithCommand("ckpt create"))
-		if err != nil {
-			return nil, errors.Join(err, os.RemoveAll(path))
+		if errors.Is(err, errClaimed) {
+			continue
 		}
-		return d, nil
+		return s, err
 	}
 	return nil, fmt.Errorf("create session: no free id after 8 tries")
 }
@@ -157,11 +146,11 @@ func randomSuffix() string {
 }
 
 // Open returns the session with the given id.
-func (r *Repository) Open(id string) (storage.Session, error) {
+func (r *Repository) Open(ctx context.Context, id string) (storage.Session, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
-	return storage.Open(filepath.Join(r.root, id))
+	return r.b.open(ctx, id)
 }
 
 // Entry is one session in a listing. Err is set, and Status nil, when the
@@ -205,33 +194,46 @@ func (f Filter) keep(st *storage.Status) bool {
 // listed with their error (a flag filter cannot be applied to them, so they
 // are listed whatever it says).
 func (r *Repository) List(ctx context.Context, f Filter) ([]Entry, error) {
-	des, err := os.ReadDir(r.root)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	names, err := r.b.names(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list repository %s: %w", r.root, err)
+		return nil, err
 	}
-	var out []Entry
-	for _, de := range des {
+	names = slices.DeleteFunc(names, func(id string) bool { return !f.keepID(id) })
+	entries := make([]Entry, len(names))
+	// Stat sessions a few at a time: a remote backend needs requests for
+	// each, a local one loses nothing by it.
+	var (
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, listConcurrency)
+	)
+	for i, id := range names {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			break
 		}
-		id := de.Name()
-		if strings.HasPrefix(id, ".") || !f.keepID(id) {
-			continue
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			e := Entry{ID: id}
+			if e.Err = ValidateID(id); e.Err == nil {
+				e.Status, e.Err = r.stat(ctx, id)
+			}
+			entries[i] = e
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := entries[:0]
+	for _, e := range entries {
+		switch {
+		case errors.Is(e.Err, storage.ErrNotFound):
+			// removed while we listed
+		case e.Err == nil && !f.keep(e.Status):
+		default:
+			out = append(out, e)
 		}
-		e := Entry{ID: id}
-		if e.Err = ValidateID(id); e.Err == nil {
-			e.Status, e.Err = r.stat(ctx, id)
-		}
-		if errors.Is(e.Err, storage.ErrNotFound) {
-			continue // removed while we listed
-		}
-		if e.Err == nil && !f.keep(e.Status) {
-			continue
-		}
-		out = append(out, e)
 	}
 	slices.SortFunc(out, func(a, b Entry) int {
 		var ta, tb int64
@@ -246,8 +248,11 @@ func (r *Repository) List(ctx context.Context, f Filter) ([]Entry, error) {
 	return out, nil
 }
 
+// listConcurrency bounds how many sessions List stats at once.
+const listConcurrency = 16
+
 func (r *Repository) stat(ctx context.Context, id string) (*storage.Status, error) {
-	s, err := storage.Open(filepath.Join(r.root, id))
+	s, err := r.b.open(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +262,7 @@ func (r *Repository) stat(ctx context.Context, id string) (*storage.Status, erro
 // Remove deletes the session with the given id. A session with a live writer
 // is refused with a *storage.LockedError unless force is set.
 func (r *Repository) Remove(ctx context.Context, id string, force bool) error {
-	s, err := r.Open(id)
+	s, err := r.Open(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package repository_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -30,11 +31,11 @@ func newRepo(t *testing.T) *repository.Repository {
 
 func mustCreate(t *testing.T, r *repository.Repository, o repository.CreateOptions) *storage.Dir {
 	t.Helper()
-	d, err := r.Create(t.Context(), o)
+	s, err := r.Create(t.Context(), o)
 	if err != nil {
 		t.Fatalf("Create(%+v): %v", o, err)
 	}
-	return d
+	return s.(*storage.Dir)
 }
 
 var invalidIDs = []struct {
@@ -119,7 +120,7 @@ func TestOpenInvalidID(t *testing.T) {
 	before := snapshot(t, base)
 	for _, tt := range invalidIDs {
 		t.Run(tt.name, func(t *testing.T) {
-			if s, err := r.Open(tt.id); !errors.Is(err, repository.ErrInvalidID) || s != nil {
+			if s, err := r.Open(context.Background(), tt.id); !errors.Is(err, repository.ErrInvalidID) || s != nil {
 				t.Errorf("Open(%q) = %v, %v; want ErrInvalidID", tt.id, s, err)
 			}
 			for _, force := range []bool{false, true} {
@@ -247,7 +248,7 @@ func TestCreate(t *testing.T) {
 		t.Errorf("the new session has no %s file", storage.CheckpointFile)
 	}
 
-	s, err := r.Open(d.ID())
+	s, err := r.Open(context.Background(), d.ID())
 	if err != nil {
 		t.Fatalf("Open(%q): %v", d.ID(), err)
 	}
@@ -390,7 +391,7 @@ func TestOpenRoot(t *testing.T) {
 		if _, err := os.Lstat(root); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("the root exists after Open and List: %v", err)
 		}
-		if _, err := r.Open("nightly-abcdefghijkl"); !errors.Is(err, storage.ErrNotFound) {
+		if _, err := r.Open(context.Background(), "nightly-abcdefghijkl"); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("Open of a session in a missing root: error = %v, want storage.ErrNotFound", err)
 		}
 	})

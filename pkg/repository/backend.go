@@ -1,0 +1,156 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ckpt-dev/ckpt/pkg/storage"
+	s3store "github.com/ckpt-dev/ckpt/pkg/storage/s3"
+)
+
+// backend is where a repository keeps its sessions: a local directory or an
+// S3 prefix. Everything else a repository does is the same on both.
+type backend interface {
+	root() string
+	// exists reports whether the repository is there at all; it fails if
+	// its location names something else.
+	exists(ctx context.Context) (bool, error)
+	// claim creates session id and writes its generation 0 with opts; it
+	// fails with errClaimed if the id is taken.
+	claim(ctx context.Context, id string, opts ...storage.SaveOption) (storage.Session, error)
+	open(ctx context.Context, id string) (storage.Session, error)
+	// names returns every entry that may be a session: all names that do
+	// not start with '.'.
+	names(ctx context.Context) ([]string, error)
+	// sweep removes what interrupted removals left, last changed before
+	// cutoff, and returns where it was.
+	sweep(cutoff time.Time, dryRun bool) (swept []string, errs []error)
+}
+
+var errClaimed = errors.New("session id taken")
+
+// localBackend keeps sessions as directories of dir.
+type localBackend struct{ dir string }
+
+func (b localBackend) root() string { return b.dir }
+
+func (b localBackend) exists(context.Context) (bool, error) {
+	fi, err := os.Stat(b.dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("repository %s: %w", b.dir, err)
+	case !fi.IsDir():
+		return false, fmt.Errorf("repository %s is not a directory", b.dir)
+	}
+	return true, nil
+}
+
+func (b localBackend) claim(ctx context.Context, id string, opts ...storage.SaveOption) (storage.Session, error) {
+	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create repository: %w", err)
+	}
+	path := filepath.Join(b.dir, id)
+	err := os.Mkdir(path, 0o700)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, errClaimed
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create session: %w", err)
+	}
+	d, err := storage.Init(ctx, path, opts...)
+	if err != nil {
+		return nil, errors.Join(err, os.RemoveAll(path))
+	}
+	return d, nil
+}
+
+func (b localBackend) open(_ context.Context, id string) (storage.Session, error) {
+	return storage.Open(filepath.Join(b.dir, id))
+}
+
+func (b localBackend) names(context.Context) ([]string, error) {
+	des, err := os.ReadDir(b.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list repository %s: %w", b.dir, err)
+	}
+	var out []string
+	for _, de := range des {
+		if !strings.HasPrefix(de.Name(), ".") {
+			out = append(out, de.Name())
+		}
+	}
+	return out, nil
+}
+
+// sweep removes the hidden trash directories of interrupted removals.
+func (b localBackend) sweep(cutoff time.Time, dryRun bool) ([]string, []error) {
+	des, err := os.ReadDir(b.dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, []error{fmt.Errorf("gc %s: %w", b.dir, err)}
+	}
+	var (
+		swept []string
+		errs  []error
+	)
+	for _, de := range des {
+		if !strings.HasPrefix(de.Name(), storage.TrashPrefix) {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			continue
+		}
+		path := filepath.Join(b.dir, de.Name())
+		if !dryRun {
+			if err := os.RemoveAll(path); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		swept = append(swept, path)
+	}
+	return swept, errs
+}
+
+// s3Backend keeps sessions under a prefix of an S3 bucket.
+type s3Backend struct{ st *s3store.Store }
+
+func (b s3Backend) root() string { return b.st.Root() }
+
+// exists is true: a prefix exists as soon as its bucket does, which opening
+// the store checked.
+func (b s3Backend) exists(context.Context) (bool, error) { return true, nil }
+
+func (b s3Backend) claim(ctx context.Context, id string, opts ...storage.SaveOption) (storage.Session, error) {
+	s, err := b.st.Create(ctx, id, opts...)
+	if errors.Is(err, s3store.ErrExist) {
+		return nil, errClaimed
+	}
+	return s, err
+}
+
+func (b s3Backend) open(ctx context.Context, id string) (storage.Session, error) {
+	return b.st.Open(ctx, id)
+}
+
+func (b s3Backend) names(ctx context.Context) ([]string, error) {
+	return b.st.List(ctx)
+}
+
+// sweep has nothing to do: an S3 session is removed object by object under
+// its lease, and leaves no trash behind.
+func (b s3Backend) sweep(time.Time, bool) ([]string, []error) { return nil, nil }
