@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -17,7 +19,10 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/ckpt-dev/ckpt/cmd"
+	"github.com/ckpt-dev/ckpt/pkg/repository"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
+	s3store "github.com/ckpt-dev/ckpt/pkg/storage/s3"
+	"github.com/ckpt-dev/ckpt/pkg/storage/s3/s3test"
 )
 
 // TestMain lets the end-to-end scripts run ckpt, and a writer that holds a
@@ -31,11 +36,30 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// holdLock is a writer that never finishes: it starts a save into the
-// session directory os.Args[1], writes a few bytes and blocks, holding the
-// session's lock until it is killed.
+// holdLock is a writer that never finishes: it starts a save into session
+// os.Args[1] of the repository ckpt would use, writes a few bytes and blocks,
+// holding the session's lock until it is killed.
 func holdLock() {
-	s, err := storage.Open(os.Args[1])
+	ctx := context.Background()
+	repo := os.Getenv("CKPT_REPOSITORY")
+	if repo == "" {
+		repo = filepath.Join(os.Getenv("XDG_CACHE_HOME"), "ckpt", "sessions")
+	}
+	var (
+		r   *repository.Repository
+		err error
+	)
+	if s3store.IsURL(repo) {
+		o := s3store.Options{UsePathStyle: true}
+		o.LeaseDuration, _ = time.ParseDuration(os.Getenv("CKPT_S3_LEASE"))
+		r, err = repository.OpenS3(ctx, repo, o)
+	} else {
+		r, err = repository.Open(repo)
+	}
+	var s storage.Session
+	if err == nil {
+		s, err = r.Open(ctx, os.Args[1])
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -56,17 +80,63 @@ func (r *blockingReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// TestScripts runs the end-to-end scripts against a local repository, the
+// default one under $XDG_CACHE_HOME.
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{
+	testscript.Run(t, scriptParams(func(e *testscript.Env) error {
+		e.Setenv("REPO", filepath.Join(e.WorkDir, "cache", "ckpt", "sessions"))
+		return nil
+	}, true))
+}
+
+// TestScriptsS3 runs the same scripts against an S3 repository on a
+// versitygw started for the test, wherever the behaviour is the same: a
+// script, or a line, that inspects the local repository's files is marked
+// [local] and left out.
+func TestScriptsS3(t *testing.T) {
+	bin, why := s3test.Find()
+	if bin == "" {
+		if os.Getenv("CKPT_REQUIRE_VERSITYGW") == "1" {
+			t.Fatal(why)
+		}
+		t.Skip(why)
+	}
+	gw, err := s3test.Start(bin, t.TempDir(), "ckpt-scripts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gw.Stop() })
+	var n atomic.Int64
+	testscript.Run(t, scriptParams(func(e *testscript.Env) error {
+		for _, kv := range gw.Env(filepath.Join(e.WorkDir, "home")) {
+			k, v, _ := strings.Cut(kv, "=")
+			e.Setenv(k, v)
+		}
+		repo := gw.URL(fmt.Sprintf("script-%d", n.Add(1)))
+		e.Setenv("CKPT_REPOSITORY", repo)
+		// Short leases: a killed writer's lock turns stale in seconds.
+		e.Setenv("CKPT_S3_LEASE", "2s")
+		e.Setenv("REPO", repo)
+		return nil
+	}, false))
+}
+
+func scriptParams(setup func(*testscript.Env) error, local bool) testscript.Params {
+	return testscript.Params{
 		Dir:                 filepath.Join("testdata", "script"),
 		RequireExplicitExec: true,
 		Setup: func(e *testscript.Env) error {
 			// Never the real home or cache: both live inside the script's
-			// work directory, and the default repository with them.
+			// work directory.
 			e.Setenv("HOME", filepath.Join(e.WorkDir, "home"))
 			e.Setenv("XDG_CACHE_HOME", filepath.Join(e.WorkDir, "cache"))
-			e.Setenv("REPO", filepath.Join(e.WorkDir, "cache", "ckpt", "sessions"))
-			return nil
+			return setup(e)
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "local" {
+				return local, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
 			"exits":    cmdExits,
@@ -76,8 +146,9 @@ func TestScripts(t *testing.T) {
 			"damage":   cmdDamage,
 			"perm":     cmdPerm,
 			"backdate": cmdBackdate,
+			"waitlock": cmdWaitLock,
 		},
-	})
+	}
 }
 
 // exits N PROG [ARGS...] runs PROG and checks that it exits with status N.
@@ -126,6 +197,31 @@ func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
+// waitlock ID live|stale|none waits up to 30 seconds for session ID's lock
+// to be in that state, as 'ckpt show --json' sees it, on any backend.
+func cmdWaitLock(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: waitlock ID live|stale|none")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		state := "none"
+		if ts.Exec("ckpt", "show", args[0], "--json") == nil {
+			var s struct{ Lock *struct{ State string } }
+			if json.Unmarshal([]byte(ts.ReadFile("stdout")), &s) == nil && s.Lock != nil {
+				state = s.Lock.State
+			}
+		}
+		if state == args[1] {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("session %s's lock is %s, not %s, after 30s", args[0], state, args[1])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // killsave ID runs 'ckpt save ID -', feeds it part of a payload, and kills
 // it with SIGKILL once its session.next exists: a writer that crashed
 // mid-save.
@@ -137,7 +233,9 @@ func cmdKillSave(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	c := exec.Command(path, "save", args[0], "-")
 	c.Dir = ts.MkAbs(".")
-	for _, kv := range []string{"HOME", "XDG_CACHE_HOME", "CKPT_REPOSITORY", "PATH"} {
+	for _, kv := range []string{"HOME", "XDG_CACHE_HOME", "CKPT_REPOSITORY", "CKPT_S3_LEASE", "PATH",
+		"AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED",
+		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ENDPOINT_URL_S3"} {
 		c.Env = append(c.Env, kv+"="+ts.Getenv(kv))
 	}
 	stdin, err := c.StdinPipe()
@@ -145,11 +243,7 @@ func cmdKillSave(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(c.Start())
 	_, err = io.WriteString(stdin, strings.Repeat("half-written state\n", 1000))
 	ts.Check(err)
-	repo := ts.Getenv("CKPT_REPOSITORY")
-	if repo == "" {
-		repo = ts.Getenv("REPO")
-	}
-	cmdWaitFile(ts, false, []string{filepath.Join(repo, args[0], storage.NextFile)})
+	cmdWaitLock(ts, false, []string{args[0], "live"})
 	ts.Check(c.Process.Signal(syscall.SIGKILL))
 	if err := c.Wait(); err == nil {
 		ts.Fatalf("ckpt save finished before it was killed")

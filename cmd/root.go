@@ -158,7 +158,11 @@ func (a *app) repository(ctx context.Context) (*repository.Repository, error) {
 		return nil, err
 	}
 	if s3store.IsURL(p) {
-		return repository.OpenS3(ctx, p, a.s3Options())
+		o, err := a.s3Options()
+		if err != nil {
+			return nil, err
+		}
+		return repository.OpenS3(ctx, p, o)
 	}
 	return repository.Open(p)
 }
@@ -168,8 +172,10 @@ func (a *app) repository(ctx context.Context) (*repository.Repository, error) {
 // Path-style addressing, which most S3-compatible servers need, is on when
 // $CKPT_S3_PATH_STYLE is 1 or true, or when it is unset and an endpoint
 // other than AWS's is configured with $AWS_ENDPOINT_URL_S3 or
-// $AWS_ENDPOINT_URL.
-func (a *app) s3Options() s3store.Options {
+// $AWS_ENDPOINT_URL. $CKPT_S3_LEASE sets how long a writer's lease lasts
+// unless renewed (default 30s): a writer killed outright holds its session
+// that long.
+func (a *app) s3Options() (s3store.Options, error) {
 	var o s3store.Options
 	switch v := a.getenv("CKPT_S3_PATH_STYLE"); v {
 	case "":
@@ -177,7 +183,14 @@ func (a *app) s3Options() s3store.Options {
 	default:
 		o.UsePathStyle = v == "1" || v == "true"
 	}
-	return o
+	if v := a.getenv("CKPT_S3_LEASE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			return o, usageError{fmt.Errorf("CKPT_S3_LEASE=%q: want a duration of at least 1s, such as 30s", v)}
+		}
+		o.LeaseDuration = d
+	}
+	return o, nil
 }
 
 // session opens one session of the repository by id.

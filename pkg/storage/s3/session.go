@@ -282,7 +282,7 @@ func (s *Session) load(ctx context.Context, name, ifMatch string) (*storage.Chec
 	if err != nil {
 		return nil, err
 	}
-	if v.info.Header.Generation == 0 {
+	if v.info.Header.Generation == 0 || v.info.Header.NoPayload {
 		v.Close()
 		return nil, s.errorf("%w", storage.ErrNoCheckpoint)
 	}
