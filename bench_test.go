@@ -148,20 +148,23 @@ func BenchmarkCLI1GiB(b *testing.B) {
 	b.ReportMetric(float64(loadRSS)/(1<<20), "load-peak-RSS-MiB")
 }
 
-// populate fills a fresh repository with n sessions, each a copy (hard link)
-// of one real session's checkpoint, and returns the repository path.
+// populate fills a fresh repository with n sessions, each a copy of one real
+// session's checkpoint, and returns the repository path.
 func populate(b *testing.B, n int) string {
 	repo, id := newSession(b)
 	if out, code := ckptExit(b, repo, "state", "save", id); code != 0 {
 		b.Fatalf("save: %s", out)
 	}
-	src := filepath.Join(repo, id, "session")
+	cp, err := os.ReadFile(filepath.Join(repo, id, "session"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	for i := range n - 1 {
 		dir := filepath.Join(repo, fmt.Sprintf("bench-%012d", i))
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			b.Fatal(err)
 		}
-		if err := os.Link(src, filepath.Join(dir, "session")); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "session"), cp, 0o600); err != nil {
 			b.Fatal(err)
 		}
 	}

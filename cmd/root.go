@@ -47,8 +47,10 @@ resumes from the last complete checkpoint. A checkpoint is written to
 session.next, fsynced and renamed over the current one, so it is never torn.
 
 The repository is --repo, else $CKPT_REPOSITORY, else
-$XDG_CACHE_HOME/ckpt/sessions. Commands that take one session id use
-$CKPT_SESSION when the id is left out.
+$XDG_CACHE_HOME/ckpt/sessions: a directory, or s3://BUCKET/PREFIX for
+S3-compatible object storage (configured as the AWS SDK is: AWS_* variables
+and shared config files; AWS_ENDPOINT_URL_S3 for another server).
+Commands that take one session id use $CKPT_SESSION when the id is left out.
 
 EXIT STATUS
   0  success
@@ -108,7 +110,7 @@ func (a *app) newRootCommand() *cobra.Command {
 	root.SetErr(a.io.Err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.repoFlag, "repo", "", "repository directory (default $CKPT_REPOSITORY, else $XDG_CACHE_HOME/ckpt/sessions)")
+	pf.StringVar(&a.repoFlag, "repo", "", "repository: a directory or s3://BUCKET/PREFIX (default $CKPT_REPOSITORY, else $XDG_CACHE_HOME/ckpt/sessions)")
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON on stdout")
 	root.AddCommand(
 		a.newCreateCommand(),
