@@ -131,9 +131,18 @@ func (r *Repository) gcSession(ctx context.Context, st *storage.Status, cutoff t
 			return
 		}
 		if !dryRun {
-			err := r.Remove(ctx, st.ID, false)
+			var gen uint64
+			if st.Header != nil {
+				gen = st.Header.Generation
+			}
+			// Under the session's lock, and only if nobody saved since the
+			// look above: a save that completes while gc runs is never lost.
+			err := r.Remove(ctx, st.ID, false, storage.RemoveIfGeneration(gen))
 			var locked *storage.LockedError
 			switch {
+			case errors.Is(err, storage.ErrConflict):
+				res.Kept = append(res.Kept, Kept{ID: st.ID, Reason: "saved while gc ran"})
+				return
 			case errors.As(err, &locked) && !locked.Stale:
 				// A writer started since the look above.
 				res.Kept = append(res.Kept, Kept{ID: st.ID, Reason: "a writer is live: " + locked.Owner.String()})

@@ -261,10 +261,10 @@ func (r *Repository) stat(ctx context.Context, id string) (*storage.Status, erro
 
 // Remove deletes the session with the given id. A session with a live writer
 // is refused with a *storage.LockedError unless force is set.
-func (r *Repository) Remove(ctx context.Context, id string, force bool) error {
+func (r *Repository) Remove(ctx context.Context, id string, force bool, opts ...storage.RemoveOption) error {
 	s, err := r.Open(ctx, id)
 	if err != nil {
 		return err
 	}
-	return s.Remove(ctx, force)
+	return s.Remove(ctx, force, opts...)
 }

@@ -376,18 +376,35 @@ func (d *Dir) BreakLock(ctx context.Context, force bool) (*Lock, error) {
 	return l, errors.Join(d.sweepOrphans(), d.fs.SyncDir(d.path))
 }
 
-// Remove implements Session. The directory is first renamed to a hidden
+// Remove implements Session. Unless forced it holds the session's lock
+// while it checks and removes. The directory is first renamed to a hidden
 // trash name in the repository, atomically, then deleted.
-func (d *Dir) Remove(ctx context.Context, force bool) error {
+func (d *Dir) Remove(ctx context.Context, force bool, opts ...RemoveOption) error {
+	c := NewRemoveConfig(opts)
 	if err := d.check(); err != nil {
 		return err
 	}
-	l, err := inspectLock(d.file(NextFile), d.now())
-	if err != nil {
-		return fmt.Errorf("session %s: inspect lock: %w", d.id, err)
+	if !force {
+		w, err := d.lockForRemove(ctx)
+		if err != nil {
+			return err
+		}
+		// After the rename below session.next is gone with the directory,
+		// and abort only closes the file.
+		defer w.abort()
 	}
-	if l != nil && !l.Stale && !force {
-		return &LockedError{Session: d.id, Lock: *l}
+	if c.IfGeneration != nil {
+		h, _, err := d.current()
+		if err != nil {
+			return err
+		}
+		var gen uint64
+		if h != nil {
+			gen = h.Generation
+		}
+		if gen != *c.IfGeneration {
+			return fmt.Errorf("session %s: %w: expected generation %d, the current one is %d", d.id, ErrConflict, *c.IfGeneration, gen)
+		}
 	}
 	trash := filepath.Join(filepath.Dir(d.path), TrashPrefix+d.id+"-"+randomHex())
 	if err := os.Rename(d.path, trash); err != nil {
@@ -400,6 +417,22 @@ func (d *Dir) Remove(ctx context.Context, force bool) error {
 		return fmt.Errorf("session %s: removed from the repository, but deleting %s failed: %w", d.id, trash, err)
 	}
 	return nil
+}
+
+// lockForRemove takes the session's lock for Remove, breaking a stale one: a
+// session whose writer is gone can be removed.
+func (d *Dir) lockForRemove(ctx context.Context) (*writer, error) {
+	h := &checkpoint.Header{Saved: d.now().UTC(), Owner: CurrentOwner("ckpt remove", d.now())}
+	for attempt := 0; ; attempt++ {
+		w, err := d.lock(h)
+		var le *LockedError
+		if !errors.As(err, &le) || !le.Stale || attempt == 3 {
+			return w, err
+		}
+		if _, err := d.BreakLock(ctx, false); err != nil {
+			return nil, err
+		}
+	}
 }
 
 func randomHex() string {

@@ -43,9 +43,11 @@ type Session interface {
 	// before cutoff, and returns their paths; with dryRun it only returns
 	// them.
 	Sweep(ctx context.Context, cutoff time.Time, dryRun bool) ([]string, error)
-	// Remove deletes the session. A session with a live writer is refused
-	// with a *LockedError unless force is set.
-	Remove(ctx context.Context, force bool) error
+	// Remove deletes the session. Unless force is set, it takes the
+	// session's lock first, so that no save can complete unseen while it
+	// removes, and a session with a live writer is refused with a
+	// *LockedError.
+	Remove(ctx context.Context, force bool, opts ...RemoveOption) error
 }
 
 // Tx is a transaction on a session: it holds the session's lock from Begin
@@ -146,6 +148,30 @@ const (
 	ProblemOrphan      = "orphan"      // a file no ckpt operation leaves behind
 	ProblemPermissions = "permissions" // a file or directory others can access
 )
+
+// RemoveOption changes what Remove does.
+type RemoveOption func(*RemoveConfig)
+
+// RemoveConfig is what a removal's options ask for; see NewRemoveConfig.
+type RemoveConfig struct {
+	IfGeneration *uint64 // nil: no check
+}
+
+// RemoveIfGeneration removes the session only if its current generation is
+// still n when the lock is held, and fails with ErrConflict otherwise: gc
+// uses it so that a session saved after it looked is kept.
+func RemoveIfGeneration(n uint64) RemoveOption {
+	return func(c *RemoveConfig) { c.IfGeneration = &n }
+}
+
+// NewRemoveConfig applies opts.
+func NewRemoveConfig(opts []RemoveOption) *RemoveConfig {
+	c := &RemoveConfig{}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
 
 // LoadOption changes what Load returns.
 type LoadOption func(*LoadConfig)

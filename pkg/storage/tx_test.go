@@ -166,3 +166,58 @@ func TestBeginIfGeneration(t *testing.T) {
 		t.Error("Commit after Abort succeeded")
 	}
 }
+
+// Remove with RemoveIfGeneration removes only the generation it was told
+// about, checked under the lock; a stale lock does not stop a removal.
+func TestRemoveIfGeneration(t *testing.T) {
+	ctx := context.Background()
+	d := txSession(t, "base")
+	if err := d.Remove(ctx, false, RemoveIfGeneration(0)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Remove of a session saved since: %v, want ErrConflict", err)
+	}
+	if gen, p := current(t, d); gen != 1 || p != "base" {
+		t.Fatalf("after a refused Remove: generation %d %q", gen, p)
+	}
+	if _, err := os.Lstat(d.file(NextFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused Remove left its lock: %v", err)
+	}
+	// A stale lock (a writer's file whose flock nobody holds).
+	tx, err := d.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt := tx.(*dirTx)
+	if err := os.Link(d.file(NextFile), d.file(NextFile+".keep")); err != nil {
+		t.Fatal(err)
+	}
+	if err := dt.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(d.file(NextFile+".keep"), d.file(NextFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Remove(ctx, false, RemoveIfGeneration(1)); err != nil {
+		t.Fatalf("Remove with a stale lock and the right generation: %v", err)
+	}
+	if _, err := os.Lstat(d.path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("session still there: %v", err)
+	}
+}
+
+// While Remove holds the lock, a writer is refused: it never saves into a
+// session that is being removed.
+func TestRemoveHoldsTheLock(t *testing.T) {
+	ctx := context.Background()
+	d := txSession(t, "base")
+	w, err := d.lockForRemove(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var le *LockedError
+	if _, err := d.Save(ctx, strings.NewReader("late")); !errors.As(err, &le) || le.Stale || le.Owner == nil || le.Owner.Command != "ckpt remove" {
+		t.Fatalf("save during a removal: %v, want a live LockedError held by ckpt remove", err)
+	}
+	if err := w.abort(); err != nil {
+		t.Fatal(err)
+	}
+}

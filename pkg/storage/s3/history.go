@@ -264,7 +264,8 @@ func (s *Session) Sweep(ctx context.Context, cutoff time.Time, dryRun bool) ([]s
 // other object and unfinished upload, and the lease last. S3 cannot
 // remove a set of objects atomically: a listing may see the session while
 // it is being removed, with no checkpoint and a lock held by "remove".
-func (s *Session) Remove(ctx context.Context, force bool) (err error) {
+func (s *Session) Remove(ctx context.Context, force bool, opts ...storage.RemoveOption) (err error) {
+	c := storage.NewRemoveConfig(opts)
 	if err := s.check(ctx); err != nil {
 		return err
 	}
@@ -278,6 +279,19 @@ func (s *Session) Remove(ctx context.Context, force bool) (err error) {
 		}
 	}()
 	l.keepAlive()
+	if c.IfGeneration != nil {
+		oh, err := s.current(ctx)
+		if err != nil {
+			return err
+		}
+		var gen uint64
+		if oh != nil {
+			gen = oh.h.Generation
+		}
+		if gen != *c.IfGeneration {
+			return s.errorf("%w: expected generation %d, the current one is %d", storage.ErrConflict, *c.IfGeneration, gen)
+		}
+	}
 	for range 3 {
 		if err := s.deleteObject(ctx, CheckpointObject); err != nil {
 			return s.errorf("remove: %w", err)

@@ -317,3 +317,25 @@ func (p *pattern) Read(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// Remove with RemoveIfGeneration removes only the generation it was told
+// about, checked under the lease.
+func TestRemoveIfGeneration(t *testing.T) {
+	st := newStore(t, testOptions())
+	s := newSession(t, st)
+	mustSave(t, s, "base")
+	ctx := context.Background()
+	if err := s.Remove(ctx, false, storage.RemoveIfGeneration(0)); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("Remove of a session saved since: %v, want ErrConflict", err)
+	}
+	wantLoad(t, s, 1, "base")
+	if exists(t, s, LeaseObject) {
+		t.Error("a refused Remove left its lease")
+	}
+	if err := s.Remove(ctx, false, storage.RemoveIfGeneration(1)); err != nil {
+		t.Fatalf("Remove with the right generation: %v", err)
+	}
+	if _, err := st.Open(ctx, s.ID()); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Open after Remove: %v, want ErrNotFound", err)
+	}
+}
