@@ -136,13 +136,18 @@ func (r *Repository) Create(ctx context.Context, o CreateOptions) (storage.Sessi
 	return nil, fmt.Errorf("create session: no free id after 8 tries")
 }
 
-var suffixEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+const (
+	suffixAlphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	suffixLen      = 12
+)
+
+var suffixEncoding = base32.NewEncoding(suffixAlphabet).WithPadding(base32.NoPadding)
 
 // randomSuffix returns 60 random bits as 12 lowercase base32 characters.
 func randomSuffix() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	return suffixEncoding.EncodeToString(b[:])[:12]
+	return suffixEncoding.EncodeToString(b[:])[:suffixLen]
 }
 
 // Open returns the session with the given id.
@@ -163,7 +168,8 @@ type Entry struct {
 
 // Filter selects sessions in a listing. Zero values select everything.
 type Filter struct {
-	// Prefix keeps ids that start with Slug(Prefix) followed by '-'.
+	// Prefix keeps ids made by Create with this prefix: Slug(Prefix), '-'
+	// and a 12-character random suffix.
 	Prefix string
 	// Flags keeps sessions that have every one of these flags set.
 	Flags []string
@@ -171,8 +177,15 @@ type Filter struct {
 	NoFlags []string
 }
 
+// keepID keeps ids that Create would make from f.Prefix: its slug, '-' and
+// a random suffix, so that --prefix nightly does not also select the
+// sessions of --prefix nightly-run.
 func (f Filter) keepID(id string) bool {
-	return f.Prefix == "" || strings.HasPrefix(id, Slug(f.Prefix)+"-")
+	if f.Prefix == "" {
+		return true
+	}
+	suffix, ok := strings.CutPrefix(id, Slug(f.Prefix)+"-")
+	return ok && len(suffix) == suffixLen && strings.Trim(suffix, suffixAlphabet) == ""
 }
 
 func (f Filter) keep(st *storage.Status) bool {
