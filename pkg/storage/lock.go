@@ -73,10 +73,20 @@ func inspectLock(path string, now time.Time) (*Lock, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return inspectLockFile(f, path, now)
+}
+
+// inspectLockFile judges the lock file f, opened as path.
+func inspectLockFile(f *os.File, path string, now time.Time) (*Lock, error) {
 	// A shared probe: it fails while a writer holds its exclusive flock.
 	state := probeFlock(f, unix.LOCK_SH)
 	if state == flockFree {
 		defer unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		// A writer that committed since we opened the file renamed it to
+		// session and let go of its flock: what we hold is no lock.
+		if !sameFile(f, path) {
+			return nil, nil
+		}
 	}
 	return judgeLock(f, state, now)
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func txSession(t *testing.T, payload string) *Dir {
@@ -219,5 +221,35 @@ func TestRemoveHoldsTheLock(t *testing.T) {
 	}
 	if err := w.abort(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A lock file opened just before its writer commits (renames it to session
+// and lets go of its flock) is no lock: it must not be judged stale.
+func TestInspectAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	d := txSession(t, "base")
+	tx, err := d.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(d.file(NextFile)) // an inspector's open, before the commit
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := tx.Commit(ctx, strings.NewReader("next")); err != nil {
+		t.Fatal(err)
+	}
+	if state := probeFlock(f, unix.LOCK_SH); state != flockFree {
+		t.Fatalf("flock after commit: %v", state)
+	}
+	if !sameFile(f, d.file(CheckpointFile)) || sameFile(f, d.file(NextFile)) {
+		t.Fatal("the test's premise: the open file is now session")
+	}
+	// What inspectLock does with such a file: it is no lock at all.
+	l, err := inspectLockFile(f, d.file(NextFile), d.now())
+	if err != nil || l != nil {
+		t.Errorf("inspecting a committed lock file: %+v, %v; want no lock", l, err)
 	}
 }
