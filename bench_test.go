@@ -152,7 +152,7 @@ func BenchmarkCLI1GiB(b *testing.B) {
 // session's checkpoint, and returns the repository path.
 func populate(b *testing.B, n int) string {
 	repo, id := newSession(b)
-	if out, code := ckptExit(b, repo, "state", "save", id); code != 0 {
+	if out, code := ckptExit(b, repoRef{loc: repo}, "state", "save", id); code != 0 {
 		b.Fatalf("save: %s", out)
 	}
 	cp, err := os.ReadFile(filepath.Join(repo, id, "session"))
