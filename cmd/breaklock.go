@@ -21,11 +21,7 @@ where flock cannot prove it. A session that is not locked exits 0.`,
   ckpt break-lock --force "$S"`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			id, _, err := a.sessionArgs(args, 0)
-			if err != nil {
-				return err
-			}
-			s, err := a.session(c.Context(), id)
+			s, err := a.sessionFromArgs(c, args)
 			if err != nil {
 				return err
 			}

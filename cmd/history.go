@@ -16,11 +16,7 @@ $CKPT_KEEP) sets how many are kept; 'ckpt load --generation N' loads one.`,
   ckpt history "$S" --json | jq '.[] | select(.intact) | .generation'`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			id, _, err := a.sessionArgs(args, 0)
-			if err != nil {
-				return err
-			}
-			s, err := a.session(c.Context(), id)
+			s, err := a.sessionFromArgs(c, args)
 			if err != nil {
 				return err
 			}

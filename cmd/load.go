@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/google/renameio/v2"
@@ -108,6 +109,9 @@ func writeFileAtomically(path string, r io.Reader) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
+	}
+	if fi, err := os.Stat(filepath.Dir(abs)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("write %s: directory %s does not exist", path, filepath.Dir(abs))
 	}
 	pf, err := renameio.NewPendingFile(abs, renameio.WithTempDir(filepath.Dir(abs)), renameio.WithPermissions(0o600), renameio.WithExistingPermissions())
 	if err != nil {

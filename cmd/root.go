@@ -204,6 +204,16 @@ func (a *app) session(ctx context.Context, id string) (storage.Session, error) {
 	return r.Open(ctx, id)
 }
 
+// sessionFromArgs opens the session a command that takes at most one
+// argument, the id, names: args[0], else $CKPT_SESSION.
+func (a *app) sessionFromArgs(c *cobra.Command, args []string) (storage.Session, error) {
+	id, _, err := a.sessionArgs(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	return a.session(c.Context(), id)
+}
+
 // sessionArgs splits args into a session id and the rest: the id is the
 // first argument when there are more than minRest, else $CKPT_SESSION.
 func (a *app) sessionArgs(args []string, minRest int) (string, []string, error) {

@@ -84,6 +84,9 @@ file first and save the file only if the producer exited 0.`,
 					return fmt.Errorf("open input: %w", err)
 				}
 				defer f.Close()
+				if fi, err := f.Stat(); err == nil && fi.IsDir() {
+					return usageError{fmt.Errorf("input %s is a directory, not a file", rest[0])}
+				}
 				in = f
 			}
 			if t, err := a.txnFor(id); err != nil || t != nil {

@@ -25,11 +25,7 @@ A session with no steps lists nothing.`,
   ckpt steps --json | jq -r '.[] | select(.state != "passed") | .name'`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			id, _, err := a.sessionArgs(args, 0)
-			if err != nil {
-				return err
-			}
-			s, err := a.session(c.Context(), id)
+			s, err := a.sessionFromArgs(c, args)
 			if err != nil {
 				return err
 			}
