@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckpt-dev/ckpt/pkg/storage/s3/s3test"
+	"github.com/ckpt-dev/ckpt/pkg/storage/s3store/s3test"
 )
 
 // repoRef is a repository as a ckpt process reaches it: a location and the

@@ -16,13 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/ckpt-dev/ckpt/cmd"
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/repository"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
-	s3store "github.com/ckpt-dev/ckpt/pkg/storage/s3"
-	"github.com/ckpt-dev/ckpt/pkg/storage/s3/s3test"
+	"github.com/ckpt-dev/ckpt/pkg/storage/s3store"
+	"github.com/ckpt-dev/ckpt/pkg/storage/s3store/s3test"
 )
 
 // TestMain lets the end-to-end scripts run ckpt, and a writer that holds a
@@ -40,26 +42,7 @@ func TestMain(m *testing.M) {
 // os.Args[1] of the repository ckpt would use, writes a few bytes and blocks,
 // holding the session's lock until it is killed.
 func holdLock() {
-	ctx := context.Background()
-	repo := os.Getenv("CKPT_REPOSITORY")
-	if repo == "" {
-		repo = filepath.Join(os.Getenv("XDG_CACHE_HOME"), "ckpt", "sessions")
-	}
-	var (
-		r   *repository.Repository
-		err error
-	)
-	if s3store.IsURL(repo) {
-		o := s3store.Options{UsePathStyle: true}
-		o.LeaseDuration, _ = time.ParseDuration(os.Getenv("CKPT_S3_LEASE"))
-		r, err = repository.OpenS3(ctx, repo, o)
-	} else {
-		r, err = repository.Open(repo)
-	}
-	var s storage.Session
-	if err == nil {
-		s, err = r.Open(ctx, os.Args[1])
-	}
+	s, err := openSession(context.Background(), os.Getenv, os.Args[1])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -67,6 +50,35 @@ func holdLock() {
 	_, err = s.Save(context.Background(), &blockingReader{data: []byte("partial")}, storage.WithCommand("ckpt-writer"))
 	fmt.Fprintln(os.Stderr, "save returned:", err)
 	os.Exit(1)
+}
+
+// openSession opens session id in the repository ckpt would use with the
+// environment getenv.
+func openSession(ctx context.Context, getenv func(string) string, id string) (*storage.Session, error) {
+	repo := getenv("CKPT_REPOSITORY")
+	if repo == "" {
+		repo = filepath.Join(getenv("XDG_CACHE_HOME"), "ckpt", "sessions")
+	}
+	var (
+		r   *repository.Repository
+		err error
+	)
+	if s3store.IsURL(repo) {
+		// Configured from getenv alone, not from this process's
+		// environment, which a script's does not reach.
+		o := s3store.Options{UsePathStyle: true, Endpoint: getenv("AWS_ENDPOINT_URL_S3"), Region: getenv("AWS_REGION")}
+		if id := getenv("AWS_ACCESS_KEY_ID"); id != "" {
+			o.Credentials = credentials.NewStaticCredentialsProvider(id, getenv("AWS_SECRET_ACCESS_KEY"), "")
+		}
+		o.LeaseDuration, _ = time.ParseDuration(getenv("CKPT_S3_LEASE"))
+		r, err = repository.OpenS3(ctx, repo, o)
+	} else {
+		r, err = repository.Open(repo)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.Open(ctx, id)
 }
 
 type blockingReader struct{ data []byte }
@@ -146,6 +158,7 @@ func scriptParams(setup func(*testscript.Env) error, local bool) testscript.Para
 			"damage":   cmdDamage,
 			"perm":     cmdPerm,
 			"backdate": cmdBackdate,
+			"seedv1":   cmdSeedV1,
 			"waitlock": cmdWaitLock,
 		},
 	}
@@ -251,24 +264,58 @@ func cmdKillSave(ts *testscript.TestScript, neg bool, args []string) {
 	stdin.Close()
 }
 
-// damage flip|truncate FILE flips one bit in the middle of FILE's last 100
-// bytes, or cuts its last 10 bytes off.
+// damage flip|truncate|garbage|delete ID manifest|payload [N] damages
+// session ID's current manifest (or that of kept generation N) or the
+// payload object it names, on any backend,
+// through the backend's own primitives: flip one bit in the middle, cut the
+// last 10 bytes off, replace it with a line of garbage, or delete it.
 func cmdDamage(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: damage flip|truncate file")
+	if neg || len(args) < 3 || len(args) > 4 || (args[2] != "manifest" && args[2] != "payload") {
+		ts.Fatalf("usage: damage flip|truncate|garbage|delete ID manifest|payload [GENERATION]")
 	}
-	path := ts.MkAbs(args[1])
-	b, err := os.ReadFile(path)
+	ctx := context.Background()
+	env := ts.Getenv
+	if ts.Getenv("CKPT_REPOSITORY") == "" {
+		env = func(k string) string {
+			if k == "CKPT_REPOSITORY" {
+				return ts.Getenv("REPO")
+			}
+			return ts.Getenv(k)
+		}
+	}
+	s, err := openSession(ctx, env, args[1])
+	ts.Check(err)
+	b := s.Backend()
+	name := storage.CheckpointFile
+	if len(args) == 4 {
+		name += "." + args[3]
+	}
+	if args[2] == "payload" {
+		raw, _, err := b.ReadHead(ctx, name, 1<<20)
+		ts.Check(err)
+		h, err := checkpoint.DecodeManifest(raw)
+		ts.Check(err)
+		if h.Payload == nil {
+			ts.Fatalf("session %s has no payload object", args[1])
+		}
+		name = h.Payload.Object
+	}
+	data, _, err := b.ReadHead(ctx, name, 1<<30)
 	ts.Check(err)
 	switch args[0] {
 	case "flip":
-		b[len(b)-100+3] ^= 0x10
+		data[len(data)/2] ^= 0x10
 	case "truncate":
-		b = b[:len(b)-10]
+		data = data[:len(data)-10]
+	case "garbage":
+		data = []byte("garbage\n")
+	case "delete":
+		ts.Check(b.Delete(ctx, name))
+		return
 	default:
 		ts.Fatalf("unknown damage %q", args[0])
 	}
-	ts.Check(os.WriteFile(path, b, 0o600))
+	ts.Check(b.Put(ctx, name, data))
 }
 
 // perm MODE PATH checks PATH's permission bits, in octal.
@@ -292,4 +339,38 @@ func cmdBackdate(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	old := time.Now().Add(-time.Hour)
 	ts.Check(os.Chtimes(ts.MkAbs(args[0]), old, old))
+}
+
+// seedv1 copies the format-1 repository kept in testdata/v1repo, written by
+// ckpt before format 2, into the script's repository, on any backend.
+func cmdSeedV1(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: seedv1")
+	}
+	src, err := filepath.Abs(filepath.Join("testdata", "v1repo"))
+	ts.Check(err)
+	des, err := os.ReadDir(src)
+	ts.Check(err)
+	ctx := context.Background()
+	for _, de := range des {
+		if !de.IsDir() {
+			continue
+		}
+		if repo := ts.Getenv("REPO"); !s3store.IsURL(repo) {
+			ts.Check(os.MkdirAll(filepath.Join(repo, de.Name()), 0o700))
+		}
+		s, err := openSession(ctx, ts.Getenv, de.Name())
+		ts.Check(err)
+		b := s.Backend()
+		files, err := os.ReadDir(filepath.Join(src, de.Name()))
+		ts.Check(err)
+		for _, f := range files {
+			if f.IsDir() {
+				continue // logs: format 1 and 2 keep them alike
+			}
+			data, err := os.ReadFile(filepath.Join(src, de.Name(), f.Name()))
+			ts.Check(err)
+			ts.Check(b.Put(ctx, f.Name(), data))
+		}
+	}
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/repository"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
-	s3store "github.com/ckpt-dev/ckpt/pkg/storage/s3"
+	"github.com/ckpt-dev/ckpt/pkg/storage/s3store"
 )
 
 // Exit statuses, as documented in the root command's help and the README.

@@ -10,8 +10,13 @@ func (a *app) newHistoryCommand() *cobra.Command {
 		Short: "List a session's kept generations and whether each is intact",
 		Long: `List the generations a session keeps, newest first: generation, save time,
 payload size, title, flags, and whether it passes its integrity check. Each
-generation is read in full. 'ckpt save --keep K' (default 3, or
-$CKPT_KEEP) sets how many are kept; 'ckpt load --generation N' loads one.`,
+payload is read in full.
+
+History keeps payloads: the current generation and, for each of the K-1
+payloads saved before it, the newest generation that named it. A generation
+that changed metadata only ('ckpt step', 'ckpt mark') shares its payload with
+the one before, so it never pushes a payload out. 'ckpt save --keep K'
+(default 3, or $CKPT_KEEP) sets K; 'ckpt load --generation N' loads one.`,
 		Example: `  ckpt history "$S"
   ckpt history "$S" --json | jq '.[] | select(.intact) | .generation'`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),

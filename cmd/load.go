@@ -72,17 +72,29 @@ what the transaction saved so far, else the checkpoint it started from.`,
 			if strict {
 				opts = append(opts, storage.Strict())
 			}
-			cp, err := s.Load(c.Context(), opts...)
+			load := func(opts ...storage.LoadOption) (*storage.Checkpoint, error) {
+				cp, err := s.Load(c.Context(), opts...)
+				if err != nil {
+					return nil, err
+				}
+				for _, skipped := range cp.Skipped {
+					a.warn("%s", message(skipped))
+				}
+				if len(cp.Skipped) > 0 {
+					a.warn("loaded generation %d, the newest intact one, instead", cp.Header.Generation)
+				}
+				return cp, nil
+			}
+			if output != "" {
+				return loadToFile(output, func(spool *os.File) (*storage.Checkpoint, error) {
+					return load(append(opts, storage.SpoolTo(spool))...)
+				})
+			}
+			cp, err := load(opts...)
 			if err != nil {
 				return err
 			}
 			defer cp.Close()
-			for _, skipped := range cp.Skipped {
-				a.warn("%s", message(skipped))
-			}
-			if len(cp.Skipped) > 0 {
-				a.warn("loaded generation %d, the newest intact one, instead", cp.Header.Generation)
-			}
 			return a.writePayload(c, output, cp)
 		},
 	}
@@ -103,19 +115,55 @@ func (a *app) writePayload(c *cobra.Command, output string, r io.Reader) error {
 	return writeFileAtomically(output, r)
 }
 
-// writeFileAtomically replaces path with the contents of r, or leaves it as
-// it was.
-func writeFileAtomically(path string, r io.Reader) error {
-	abs, err := filepath.Abs(path)
+// loadToFile replaces path with the payload load returns, or leaves it as it
+// was. load is given the temporary file that becomes path: a backend that
+// downloads payloads (S3) downloads straight into it, so that the payload
+// is written once.
+func loadToFile(path string, load func(spool *os.File) (*storage.Checkpoint, error)) error {
+	pf, err := pendingFile(path)
 	if err != nil {
 		return err
 	}
+	defer pf.Cleanup()
+	cp, err := load(pf.File)
+	if err != nil {
+		return err
+	}
+	defer cp.Close()
+	if !cp.Spooled {
+		if _, err := io.Copy(pf, cp); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	if err := pf.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// pendingFile returns the temporary file, in path's own directory, that
+// replaces path once complete.
+func pendingFile(path string) (*renameio.PendingFile, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
 	if fi, err := os.Stat(filepath.Dir(abs)); err != nil || !fi.IsDir() {
-		return fmt.Errorf("write %s: directory %s does not exist", path, filepath.Dir(abs))
+		return nil, fmt.Errorf("write %s: directory %s does not exist", path, filepath.Dir(abs))
 	}
 	pf, err := renameio.NewPendingFile(abs, renameio.WithTempDir(filepath.Dir(abs)), renameio.WithPermissions(0o600), renameio.WithExistingPermissions())
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return pf, nil
+}
+
+// writeFileAtomically replaces path with the contents of r, or leaves it as
+// it was.
+func writeFileAtomically(path string, r io.Reader) error {
+	pf, err := pendingFile(path)
+	if err != nil {
+		return err
 	}
 	defer pf.Cleanup()
 	if _, err := io.Copy(pf, r); err != nil {

@@ -34,7 +34,7 @@ A step that never ran with 'ckpt step' has no log: exit status 3.`,
 			if err != nil {
 				return err
 			}
-			r, err := s.ReadLog(rest[0])
+			r, err := s.ReadLog(c.Context(), rest[0])
 			if err != nil {
 				return err
 			}

@@ -16,14 +16,14 @@ func (a *app) newMarkCommand() *cobra.Command {
 		Use:   "mark [ID] [--set F]... [--clear F]... [--title T]",
 		Short: "Change a session's flags or title, keeping its payload",
 		Long: `Set and clear flags, or change the title, without touching the payload: the
-new generation carries the current checkpoint's payload, verified, and
-'ckpt mark' prints its number. Without ID, the session is $CKPT_SESSION.
+new generation names the current payload, which is neither read nor copied,
+and 'ckpt mark' prints its number. Without ID, the session is $CKPT_SESSION.
 
 Like a save, it takes the session's lock (exit 4 while another writer holds
 it, unless --wait; --break-stale breaks the lock of a writer that is gone),
-keeps the last generations as history ($CKPT_KEEP, else 3) and resets
-the session's idle time for 'ckpt gc'. Marking a session that was never
-saved makes generation 1 with an empty payload.`,
+keeps history as a save does and resets the session's idle time for
+'ckpt gc'. Marking a session that was never
+saved makes a new generation that still has no checkpoint to load.`,
 		Example: `  ckpt mark "$S" --clear incomplete --set done
   ckpt mark --set submitted --title "nightly 2026-11-22, submitted"
   ckpt mark "$S" --json`,

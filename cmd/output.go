@@ -1,7 +1,9 @@
 package cmd
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -157,6 +159,15 @@ func lockState(l *storage.Lock) string {
 }
 
 // printJSON writes v as indented JSON followed by a newline.
+// table returns a writer that aligns tab-separated columns, buffered so that
+// a table of many rows costs a few writes, and the function that writes it
+// out.
+func (a *app) table() (*tabwriter.Writer, func() error) {
+	bw := bufio.NewWriterSize(a.io.Out, 64<<10)
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	return tw, func() error { return errors.Join(tw.Flush(), bw.Flush()) }
+}
+
 func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.io.Out)
 	enc.SetIndent("", "  ")
@@ -180,7 +191,7 @@ func (a *app) printList(entries []repository.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	tw := tabwriter.NewWriter(a.io.Out, 0, 0, 2, ' ', 0)
+	tw, flush := a.table()
 	fmt.Fprintln(tw, "ID\tGEN\tSIZE\tSAVED\tTITLE\tFLAGS\tLOCK")
 	now := a.now()
 	for _, e := range entries {
@@ -203,7 +214,7 @@ func (a *app) printList(entries []repository.Entry) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.ID, gen, humanSize(st.Size), age(now, st.Modified), oneLine(title, 40), flags, lock)
 	}
-	return tw.Flush()
+	return flush()
 }
 
 // printHistory renders a session's kept generations.
@@ -226,7 +237,7 @@ func (a *app) printHistory(gens []storage.Generation) error {
 		return a.printJSON(out)
 	}
 	now := a.now()
-	tw := tabwriter.NewWriter(a.io.Out, 0, 0, 2, ' ', 0)
+	tw, flush := a.table()
 	fmt.Fprintln(tw, "GEN\tSAVED\tSIZE\tTITLE\tFLAGS\tSTATE")
 	for _, g := range out {
 		gen := fmt.Sprint(g.Generation)
@@ -244,7 +255,7 @@ func (a *app) printHistory(gens []storage.Generation) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", gen, age(now, g.Saved), humanSize(g.Size), oneLine(g.Title, 40), flags, state)
 	}
-	return tw.Flush()
+	return flush()
 }
 
 // printFindings renders what verify found, one line per problem.
@@ -273,7 +284,7 @@ func (a *app) printShow(st *storage.Status, path string) error {
 		return a.printJSON(newSessionJSON(st))
 	}
 	now := a.now()
-	tw := tabwriter.NewWriter(a.io.Out, 0, 0, 2, ' ', 0)
+	tw, flush := a.table()
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	row("id", st.ID)
 	row("path", path)
@@ -299,7 +310,7 @@ func (a *app) printShow(st *storage.Status, path string) error {
 	} else {
 		row("lock", fmt.Sprintf("%s: held by %s; %s", lockState(l), l.Owner, l.Reason))
 	}
-	return tw.Flush()
+	return flush()
 }
 
 // stepSummary renders steps in one line: "build passed, tests running".
@@ -327,7 +338,7 @@ func (a *app) printSteps(st *storage.Status) error {
 		return nil
 	}
 	now := a.now()
-	tw := tabwriter.NewWriter(a.io.Out, 0, 0, 2, ' ', 0)
+	tw, flush := a.table()
 	fmt.Fprintln(tw, "NAME\tSTATE\tEXIT\tATTEMPTS\tSTARTED\tDURATION")
 	for _, s := range steps {
 		exit, dur := "-", "-"
@@ -336,7 +347,7 @@ func (a *app) printSteps(st *storage.Status) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.State, exit, s.Attempts, age(now, s.Started), dur)
 	}
-	return tw.Flush()
+	return flush()
 }
 
 // printSkip says on stderr that a step is skipped because it passed.

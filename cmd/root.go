@@ -18,9 +18,10 @@ import (
 	"github.com/adrg/xdg"
 	"github.com/spf13/cobra"
 
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/repository"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
-	s3store "github.com/ckpt-dev/ckpt/pkg/storage/s3"
+	"github.com/ckpt-dev/ckpt/pkg/storage/s3store"
 )
 
 // IO is where a run of ckpt reads and writes.
@@ -134,6 +135,15 @@ func (a *app) newRootCommand() *cobra.Command {
 	return root
 }
 
+// cacheHome is $XDG_CACHE_HOME as the environment ckpt runs with says,
+// else the XDG default (github.com/adrg/xdg).
+func (a *app) cacheHome() string {
+	if v := a.getenv("XDG_CACHE_HOME"); filepath.IsAbs(v) {
+		return v
+	}
+	return xdg.CacheHome
+}
+
 // repoPath resolves the repository location: --repo, then $CKPT_REPOSITORY,
 // then the XDG cache directory.
 func (a *app) repoPath() (string, error) {
@@ -142,7 +152,7 @@ func (a *app) repoPath() (string, error) {
 		p = a.getenv("CKPT_REPOSITORY")
 	}
 	if p == "" {
-		p = filepath.Join(xdg.CacheHome, "ckpt", "sessions")
+		p = filepath.Join(a.cacheHome(), "ckpt", "sessions")
 	}
 	if s3store.IsURL(p) {
 		return strings.TrimRight(p, "/"), nil
@@ -178,7 +188,7 @@ func (a *app) repository(ctx context.Context) (*repository.Repository, error) {
 // unless renewed (default 30s): a writer killed outright holds its session
 // that long.
 func (a *app) s3Options() (s3store.Options, error) {
-	var o s3store.Options
+	o := s3store.Options{CheckCacheDir: filepath.Join(a.cacheHome(), "ckpt", "s3-checked")}
 	switch v := a.getenv("CKPT_S3_PATH_STYLE"); v {
 	case "":
 		o.UsePathStyle = a.getenv("AWS_ENDPOINT_URL_S3") != "" || a.getenv("AWS_ENDPOINT_URL") != ""
@@ -196,7 +206,7 @@ func (a *app) s3Options() (s3store.Options, error) {
 }
 
 // session opens one session of the repository by id.
-func (a *app) session(ctx context.Context, id string) (storage.Session, error) {
+func (a *app) session(ctx context.Context, id string) (*storage.Session, error) {
 	r, err := a.repository(ctx)
 	if err != nil {
 		return nil, err
@@ -206,7 +216,7 @@ func (a *app) session(ctx context.Context, id string) (storage.Session, error) {
 
 // sessionFromArgs opens the session a command that takes at most one
 // argument, the id, names: args[0], else $CKPT_SESSION.
-func (a *app) sessionFromArgs(c *cobra.Command, args []string) (storage.Session, error) {
+func (a *app) sessionFromArgs(c *cobra.Command, args []string) (*storage.Session, error) {
 	id, _, err := a.sessionArgs(args, 0)
 	if err != nil {
 		return nil, err
@@ -236,7 +246,11 @@ func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
-// keep resolves how many generations a save keeps: --keep, else
+// maxKeep bounds --keep: a manifest names at most checkpoint.MaxKept kept
+// generations besides itself.
+const maxKeep = checkpoint.MaxKept + 1
+
+// keep resolves how many payloads a save keeps: --keep, else
 // $CKPT_KEEP, else storage.DefaultKeep.
 func (a *app) keep(c *cobra.Command, flag int) (int, error) {
 	if !c.Flags().Changed("keep") {
@@ -245,13 +259,13 @@ func (a *app) keep(c *cobra.Command, flag int) (int, error) {
 			return storage.DefaultKeep, nil
 		}
 		n, err := strconv.Atoi(env)
-		if err != nil || n < 1 {
-			return 0, usageError{fmt.Errorf("CKPT_KEEP=%q: want a whole number of generations, at least 1", env)}
+		if err != nil || n < 1 || n > maxKeep {
+			return 0, usageError{fmt.Errorf("CKPT_KEEP=%q: want a whole number of payloads from 1 to %d", env, maxKeep)}
 		}
 		return n, nil
 	}
-	if flag < 1 {
-		return 0, usageError{fmt.Errorf("--keep %d: want at least 1 (the new generation itself)", flag)}
+	if flag < 1 || flag > maxKeep {
+		return 0, usageError{fmt.Errorf("--keep %d: want 1 (the new generation itself) to %d", flag, maxKeep)}
 	}
 	return flag, nil
 }

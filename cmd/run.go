@@ -80,7 +80,7 @@ by someone else before it could commit; never after CMD itself failed.`,
 	f.StringVar(&o.title, "title", "", "set the title of the new generation")
 	f.StringArrayVar(&o.setFlags, "flag", nil, "set a flag in the new generation (repeatable)")
 	f.StringArrayVar(&o.clearFlags, "unflag", nil, "clear a flag in the new generation (repeatable)")
-	f.IntVar(&o.keep, "keep", storage.DefaultKeep, "keep the last `K` generations (default $CKPT_KEEP, else 3)")
+	f.IntVar(&o.keep, "keep", storage.DefaultKeep, "keep the last `K` payloads, each with its newest generation (default $CKPT_KEEP, else 3)")
 	f.BoolVar(&o.allowEmpty, "allow-empty", false, "allow CMD to commit an empty payload")
 	return c
 }
@@ -117,7 +117,7 @@ func (a *app) runTxn(c *cobra.Command, id string, argv []string, o *runOptions) 
 	defer signal.Stop(sigs)
 	retryUntil := time.Now().Add(o.retryFor)
 	for {
-		var tx storage.Tx
+		var tx *storage.Tx
 		err := a.waiter(s, &o.lock).Do(ctx, func() (err error) {
 			tx, err = s.Begin(ctx, opts...)
 			return err
@@ -153,7 +153,7 @@ func (a *app) runTxn(c *cobra.Command, id string, argv []string, o *runOptions) 
 
 // runOnce runs argv in the transaction tx and commits or aborts it. It
 // returns what was committed, nil for an empty transaction.
-func (a *app) runOnce(ctx context.Context, tx storage.Tx, repo, id string, argv []string, sigs <-chan os.Signal) (saved *storage.Saved, err error) {
+func (a *app) runOnce(ctx context.Context, tx *storage.Tx, repo, id string, argv []string, sigs <-chan os.Signal) (saved *storage.Saved, err error) {
 	defer func() {
 		if saved == nil {
 			err = errors.Join(err, tx.Abort())
@@ -208,7 +208,7 @@ func (a *app) runOnce(ctx context.Context, tx storage.Tx, repo, id string, argv 
 
 // copyBase writes the transaction's current payload to path; an empty file
 // if there is none yet.
-func copyBase(ctx context.Context, tx storage.Tx, path string) error {
+func copyBase(ctx context.Context, tx *storage.Tx, path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err

@@ -122,7 +122,7 @@ file first and save the file only if the producer exited 0.`,
 	f.Uint64Var(&o.ifGeneration, "if-generation", 0, "save only if the current generation is `N` (else exit 5)")
 	f.BoolVar(&o.allowEmpty, "allow-empty", false, "allow an empty payload")
 	o.lock.register(c)
-	f.IntVar(&o.keep, "keep", storage.DefaultKeep, "keep the last `K` generations, this one included (default $CKPT_KEEP, else 3)")
+	f.IntVar(&o.keep, "keep", storage.DefaultKeep, "keep the last `K` payloads, this one included, each with its newest generation (default $CKPT_KEEP, else 3)")
 	return c
 }
 

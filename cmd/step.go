@@ -133,7 +133,7 @@ func validStepName(name string) error {
 }
 
 // runStep runs one 'ckpt step'.
-func (a *app) runStep(ctx context.Context, s storage.Session, o stepOptions) error {
+func (a *app) runStep(ctx context.Context, s *storage.Session, o stepOptions) error {
 	// Registered before the running record is saved, so that a signal
 	// that comes at any later moment is seen here and passed on. Main's
 	// context is cancelled by the first one; the records that follow are
@@ -142,12 +142,12 @@ func (a *app) runStep(ctx context.Context, s storage.Session, o stepOptions) err
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	st, err := s.Stat(ctx)
+	head, err := s.Head(ctx)
 	if err != nil {
 		return err
 	}
-	if st.Header != nil {
-		if prev := st.Header.Step(o.name); prev != nil && prev.State == checkpoint.StepPassed {
+	if head != nil {
+		if prev := head.Step(o.name); prev != nil && prev.State == checkpoint.StepPassed {
 			a.printSkip(prev)
 			return nil
 		}
@@ -159,7 +159,7 @@ func (a *app) runStep(ctx context.Context, s storage.Session, o stepOptions) err
 	}
 	// Opened only now: a step refused above keeps the log of its last run.
 	log := &stepLog{w: nopWriteCloser{}}
-	if w, err := s.OpenLog(o.name, o.logLimit); err != nil {
+	if w, err := s.OpenLog(ctx, o.name, o.logLimit); err != nil {
 		a.warn("step %s runs without a log: %s", o.name, message(err))
 	} else {
 		log.w = w
@@ -191,7 +191,7 @@ func (a *app) runStep(ctx context.Context, s storage.Session, o stepOptions) err
 // runAttempts runs CMD until it passes, is interrupted, cannot be started,
 // or has failed 1+o.retries times, and returns rec updated with how it
 // ended (all but the duration), and the error that kept CMD from starting.
-func (a *app) runAttempts(ctx context.Context, s storage.Session, o stepOptions, rec checkpoint.Step, log *stepLog, sigs <-chan os.Signal) (checkpoint.Step, error) {
+func (a *app) runAttempts(ctx context.Context, s *storage.Session, o stepOptions, rec checkpoint.Step, log *stepLog, sigs <-chan os.Signal) (checkpoint.Step, error) {
 	for attempt := 1; ; attempt++ {
 		rec.Attempts = attempt
 		if attempt > 1 {
@@ -238,7 +238,7 @@ func (a *app) runAttempts(ctx context.Context, s storage.Session, o stepOptions,
 
 // saveStep commits rec as a new generation with the same payload, waiting up
 // to wait for another writer to finish.
-func (a *app) saveStep(ctx context.Context, s storage.Session, rec checkpoint.Step, o stepOptions, wait time.Duration) error {
+func (a *app) saveStep(ctx context.Context, s *storage.Session, rec checkpoint.Step, o stepOptions, wait time.Duration) error {
 	w := a.waiter(s, &o.lock)
 	w.Max = wait
 	return w.Do(ctx, func() error {

@@ -24,7 +24,8 @@ on stdout on its own line, "ID: KIND: PATH: DETAIL", where KIND is one of:
   orphan       a file no ckpt operation leaves behind, such as the temporary
                file of a writer that crashed
   permissions  a file or directory that others than its owner can access
-  unreadable   a session that cannot be read at all (a planted symlink, ...)
+  unreadable   a session or generation that cannot be read (an I/O error,
+               a planted symlink, ...)
 
 A summary goes to stderr. verify exits 6 if any checkpoint is corrupt, 0
 otherwise, and changes nothing.`,
@@ -65,7 +66,7 @@ otherwise, and changes nothing.`,
 				case errors.As(err, &ce):
 					probs = []storage.Problem{{Kind: storage.ProblemCorrupt, Detail: message(err)}}
 				case err != nil:
-					probs = []storage.Problem{{Kind: "unreadable", Detail: message(err)}}
+					probs = []storage.Problem{{Kind: storage.ProblemUnreadable, Detail: message(err)}}
 				}
 				for _, p := range probs {
 					findings = append(findings, finding{Session: id, Kind: p.Kind, Path: p.Path, Detail: p.Detail})

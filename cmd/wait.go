@@ -23,7 +23,7 @@ func (f *lockFlags) register(c *cobra.Command) {
 
 // waiter returns the Waiter that runs a writing operation on s as the flags
 // and the environment ask.
-func (a *app) waiter(s storage.Session, f *lockFlags) *storage.Waiter {
+func (a *app) waiter(s *storage.Session, f *lockFlags) *storage.Waiter {
 	w := &storage.Waiter{Max: f.wait}
 	if f.breakStale || a.getenv("CKPT_BREAK_STALE") == "1" {
 		w.BreakStale = func(ctx context.Context, stale *storage.LockedError) error {

@@ -12,59 +12,63 @@ import (
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 )
 
-// Write a checkpoint, verify it, then read its payload. A single flipped bit
-// in the payload makes Verify fail.
+// Store a payload as an object of its own and a manifest that names it, then
+// load it: decode the manifest, verify the payload object, and only then read
+// it. A single flipped bit in the payload makes VerifyPayload fail.
 func Example() {
+	// Save: hash the payload while it is stored as an immutable object.
+	var object bytes.Buffer // in ckpt, an object of the session
+	sum := checkpoint.NewPayloadHash()
+	n, err := io.Copy(io.MultiWriter(&object, sum), bytes.NewReader([]byte("hello, checkpoint\n")))
+	if err != nil {
+		log.Fatal(err)
+	}
 	created := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
-	h := &checkpoint.Header{
+	manifest, err := checkpoint.EncodeManifest(&checkpoint.Header{
 		Generation: 1,
 		Saved:      created.Add(time.Hour),
 		Created:    created,
 		Title:      "first draft",
 		Flags:      []string{"incomplete"},
 		App:        "org.example.notes",
-	}
-
-	var file bytes.Buffer // in ckpt, a temporary file renamed into place
-	w, err := checkpoint.NewWriter(&file, h)
+		Payload:    &checkpoint.Payload{Object: "payload-" + checkpoint.PayloadSum(sum)[:16], Size: n, SHA256: checkpoint.PayloadSum(sum)},
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := io.WriteString(w, "hello, checkpoint\n"); err != nil {
-		log.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		log.Fatal(err)
-	}
 
-	// Verify before trusting a byte of the payload.
-	b := file.Bytes()
-	info, err := checkpoint.Verify(bytes.NewReader(b), int64(len(b)))
+	// Load: the manifest checks itself; the payload is verified before a
+	// byte of it is trusted.
+	h, err := checkpoint.DecodeManifest(manifest)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("generation %d %q, saved %s, incomplete: %v\n",
-		info.Header.Generation, info.Header.Title, info.Header.Saved.Format(time.RFC3339), info.Header.HasFlag("incomplete"))
-	payload := io.NewSectionReader(bytes.NewReader(b), info.PayloadOffset, info.PayloadSize)
-	if _, err := io.Copy(os.Stdout, payload); err != nil {
+	fmt.Printf("format %d, generation %d %q, saved %s, incomplete: %v, payload %s\n",
+		h.Format, h.Generation, h.Title, h.Saved.Format(time.RFC3339), h.HasFlag("incomplete"), h.Payload.Object)
+	b := object.Bytes()
+	if err := checkpoint.VerifyPayload(bytes.NewReader(b), int64(len(b)), h.Payload); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := os.Stdout.Write(b); err != nil {
 		log.Fatal(err)
 	}
 
-	b[info.PayloadOffset] ^= 0x04 // "hello" becomes "lello"
-	_, err = checkpoint.Verify(bytes.NewReader(b), int64(len(b)))
+	b[0] ^= 0x04 // "hello" becomes "lello"
+	err = checkpoint.VerifyPayload(bytes.NewReader(b), int64(len(b)), h.Payload)
 	var corrupt *checkpoint.CorruptError
 	fmt.Println("after a bit flip:", errors.As(err, &corrupt), err)
 
 	// Output:
-	// generation 1 "first draft", saved 2024-01-02T04:04:05Z, incomplete: true
+	// format 2, generation 1 "first draft", saved 2024-01-02T04:04:05Z, incomplete: true, payload payload-a1fdb77522c2312e
 	// hello, checkpoint
-	// after a bit flip: true corrupt checkpoint: checksum mismatch
+	// after a bit flip: true corrupt checkpoint: payload payload-a1fdb77522c2312e: checksum mismatch
 }
 
-// ReadHeader lists a checkpoint's metadata without reading its payload.
-func ExampleReadHeader() {
-	var file bytes.Buffer
-	w, err := checkpoint.NewWriter(&file, &checkpoint.Header{
+// HeaderLen tells a reader that fetched a short prefix of an object (a ranged
+// GET) how much it needs for the whole header; ReadHeader then reads it, from
+// a format-2 manifest or a format-1 file alike, without reading any payload.
+func ExampleHeaderLen() {
+	manifest, err := checkpoint.EncodeManifest(&checkpoint.Header{
 		Generation: 7,
 		Title:      "weekly report",
 		Flags:      []string{"submitted"},
@@ -72,20 +76,18 @@ func ExampleReadHeader() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := w.Write(make([]byte, 1<<20)); err != nil {
-		log.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		log.Fatal(err)
-	}
 
-	h, off, err := checkpoint.ReadHeader(&file)
+	prefix := manifest[:16] // the first bytes a ranged read brought
+	n, err := checkpoint.HeaderLen(prefix)
 	if err != nil {
 		log.Fatal(err)
 	}
-	payloadSize := int64(file.Len()) - checkpoint.TrailerSize // file.Len() is what ReadHeader left unread
-	fmt.Printf("generation %d %q %v, payload of %d bytes at offset %d\n", h.Generation, h.Title, h.Flags, payloadSize, off)
+	h, off, err := checkpoint.ReadHeader(bytes.NewReader(manifest[:n]))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("format %d, generation %d %q %v, header of %d bytes, read %d\n", h.Format, h.Generation, h.Title, h.Flags, n, off)
 
 	// Output:
-	// generation 7 "weekly report" [submitted], payload of 1048576 bytes at offset 146
+	// format 2, generation 7 "weekly report" [submitted], header of 146 bytes, read 146
 }

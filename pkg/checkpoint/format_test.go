@@ -27,8 +27,9 @@ func randomBytes(n int, seed uint64) []byte {
 	return b
 }
 
-// TestRoundTrip writes and reads back payloads of several sizes, through
-// underlying readers that return data in different ways.
+// TestRoundTrip writes format-1 files with payloads of several sizes and
+// reads them back, through underlying readers that return data in different
+// ways.
 func TestRoundTrip(t *testing.T) {
 	now := time.Now() // carries a monotonic reading and time.Local
 	headers := map[string]func() *checkpoint.Header{
@@ -63,9 +64,9 @@ func TestRoundTrip(t *testing.T) {
 
 func testRoundTrip(t *testing.T, h *checkpoint.Header, payload []byte, wrap func(io.Reader) io.Reader) {
 	var buf bytes.Buffer
-	w, err := checkpoint.NewWriter(&buf, h)
+	w, err := checkpoint.NewV1Writer(&buf, h)
 	if err != nil {
-		t.Fatalf("NewWriter: %v", err)
+		t.Fatalf("NewV1Writer: %v", err)
 	}
 	for p, i := payload, 0; len(p) > 0; i++ {
 		n := min(oddChunks[i%len(oddChunks)], len(p))
@@ -75,7 +76,7 @@ func testRoundTrip(t *testing.T, h *checkpoint.Header, payload []byte, wrap func
 		p = p[n:]
 	}
 	if w.Size() != int64(len(payload)) {
-		t.Errorf("Writer.Size() = %d, want %d", w.Size(), len(payload))
+		t.Errorf("V1Writer.Size() = %d, want %d", w.Size(), len(payload))
 	}
 	if err := w.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -271,21 +272,21 @@ func (w *recordingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestWriterHeaderInOneWrite checks NewWriter's promise that the preamble
+// TestWriterHeaderInOneWrite checks NewV1Writer's promise that the preamble
 // and header go out in a single Write call.
 func TestWriterHeaderInOneWrite(t *testing.T) {
 	rw := &recordingWriter{failAfter: -1}
-	if _, err := checkpoint.NewWriter(rw, fullHeader()); err != nil {
+	if _, err := checkpoint.NewV1Writer(rw, fullHeader()); err != nil {
 		t.Fatal(err)
 	}
 	file := smallFile(t)
 	_, off, _ := checkpoint.ReadHeader(bytes.NewReader(file))
 	if len(rw.writes) != 1 || !bytes.Equal(rw.writes[0], file[:off]) {
-		t.Errorf("NewWriter made %d Write calls; want one with the %d-byte preamble and header", len(rw.writes), off)
+		t.Errorf("NewV1Writer made %d Write calls; want one with the %d-byte preamble and header", len(rw.writes), off)
 	}
 }
 
-// TestWriterErrors checks that a failing underlying writer stops the Writer
+// TestWriterErrors checks that a failing underlying writer stops the V1Writer
 // for good, and that Close and Write after Close behave.
 func TestWriterErrors(t *testing.T) {
 	file := smallFile(t)
@@ -293,14 +294,14 @@ func TestWriterErrors(t *testing.T) {
 	payload := []byte("hello, checkpoint\n")
 
 	t.Run("header", func(t *testing.T) {
-		_, err := checkpoint.NewWriter(&recordingWriter{failAfter: 10}, fullHeader())
+		_, err := checkpoint.NewV1Writer(&recordingWriter{failAfter: 10}, fullHeader())
 		if !errors.Is(err, errDiskFull) {
-			t.Errorf("NewWriter: error %v, want %v", err, errDiskFull)
+			t.Errorf("NewV1Writer: error %v, want %v", err, errDiskFull)
 		}
 	})
 	t.Run("payload", func(t *testing.T) {
 		rw := &recordingWriter{failAfter: int(off) + 5}
-		w, err := checkpoint.NewWriter(rw, fullHeader())
+		w, err := checkpoint.NewV1Writer(rw, fullHeader())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,12 +319,12 @@ func TestWriterErrors(t *testing.T) {
 			t.Errorf("Close after a failure: %v, want %v", err, errDiskFull)
 		}
 		if len(rw.writes) != calls {
-			t.Errorf("the Writer kept writing after the underlying writer failed")
+			t.Errorf("the V1Writer kept writing after the underlying writer failed")
 		}
 	})
 	t.Run("trailer", func(t *testing.T) {
 		rw := &recordingWriter{failAfter: len(file) - 1}
-		w, err := checkpoint.NewWriter(rw, fullHeader())
+		w, err := checkpoint.NewV1Writer(rw, fullHeader())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -336,7 +337,7 @@ func TestWriterErrors(t *testing.T) {
 	})
 	t.Run("after close", func(t *testing.T) {
 		var buf bytes.Buffer
-		w, err := checkpoint.NewWriter(&buf, fullHeader())
+		w, err := checkpoint.NewV1Writer(&buf, fullHeader())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,8 +8,9 @@ import (
 	"unicode/utf8"
 )
 
-// Header is the metadata of a checkpoint. It is stored as JSON at the start of
-// the file, so it can be read without reading the payload.
+// Header is the metadata of a checkpoint. It is stored as JSON: in format 2
+// it is the whole manifest, in format 1 it heads the file, so either way it
+// can be read without reading the payload.
 type Header struct {
 	// Generation counts saves: 0 for a session that was created but never
 	// saved, 1 after the first save, and one more after each save.
@@ -35,6 +36,52 @@ type Header struct {
 	// record, a flag) of a session that has no payload saved yet: like
 	// generation 0, it has no checkpoint to load.
 	NoPayload bool `json:"no_payload,omitempty"`
+	// Payload names the payload object of a format-2 generation. It is nil
+	// when the generation has no payload (generation 0, NoPayload) and in
+	// headers read from format 1, whose payload is inline.
+	Payload *Payload `json:"payload,omitempty"`
+	// Kept lists the older generations kept as history, newest first, with
+	// the payload object each names ("" for a format-1 file, which holds
+	// its payload): what this generation keeps reachable.
+	Kept []Kept `json:"kept,omitempty"`
+	// Format is the format version the header was read from (1 or 2); it is
+	// 0 for a header built in memory. It is not stored.
+	Format uint32 `json:"-"`
+}
+
+// Kept is a generation kept as history, as a manifest names it.
+type Kept struct {
+	Generation uint64 `json:"generation"`
+	Payload    string `json:"payload,omitempty"`
+}
+
+// Payload names the payload of a format-2 manifest: an object of the same
+// session. Objects are immutable, so generations that share a payload share
+// its bytes, and a change of metadata never reads, hashes or copies them.
+type Payload struct {
+	// Object is the object's name, within the rules of ValidName, e.g.
+	// "payload-3f2a9c…".
+	Object string `json:"object"`
+	// Size is the object's length in bytes.
+	Size int64 `json:"size"`
+	// SHA256 is the SHA-256 of the object's bytes, 64 lowercase hex digits
+	// (see NewPayloadHash and PayloadSum).
+	SHA256 string `json:"sha256"`
+}
+
+var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func (p *Payload) validate() error {
+	if !ValidName(p.Object) {
+		return fmt.Errorf("invalid payload object name %q: names are lowercase letters, digits, '-', '_' and '.', not starting with '.', at most %d characters", p.Object, MaxNameLen)
+	}
+	if p.Size < 0 {
+		return fmt.Errorf("payload %s has a negative size %d", p.Object, p.Size)
+	}
+	if !sha256RE.MatchString(p.SHA256) {
+		return fmt.Errorf("payload %s: SHA-256 %q is not 64 lowercase hex digits", p.Object, p.SHA256)
+	}
+	return nil
 }
 
 // Step is the record of one step of a resumable run.
@@ -130,6 +177,8 @@ const (
 	MaxAppLen     = 128
 	MaxFlags      = 64
 	MaxFlagLen    = 32
+	// MaxKept bounds the generations a manifest keeps as history.
+	MaxKept = 1000
 	// MaxOwnerFieldLen bounds an owner's host, user and command.
 	MaxOwnerFieldLen = 1024
 )
@@ -144,8 +193,28 @@ func ValidFlag(f string) bool {
 }
 
 // Validate reports whether h can be written: flags are valid, sorted and
-// unique, and text fields are valid UTF-8 within their limits.
+// unique, text fields are valid UTF-8 within their limits, and a Payload, if
+// set, has a valid object name, a size of at least 0 and a SHA-256 of 64
+// lowercase hex digits, and is not set together with NoPayload.
 func (h *Header) Validate() error {
+	if p := h.Payload; p != nil {
+		if err := p.validate(); err != nil {
+			return err
+		}
+		if h.NoPayload {
+			return fmt.Errorf("no_payload is set, but the header names payload %s", p.Object)
+		}
+	}
+	if len(h.Kept) > MaxKept {
+		return fmt.Errorf("%d kept generations, the limit is %d", len(h.Kept), MaxKept)
+	}
+	for _, k := range h.Kept {
+		// A name read from a header becomes an object name: hold it to
+		// the same rules as Payload.Object.
+		if k.Payload != "" && !ValidName(k.Payload) {
+			return fmt.Errorf("invalid payload object name %q kept for generation %d", k.Payload, k.Generation)
+		}
+	}
 	if len(h.Title) > MaxTitleLen {
 		return fmt.Errorf("title is %d bytes, the limit is %d", len(h.Title), MaxTitleLen)
 	}

@@ -20,7 +20,9 @@ func manyFlags(n int) []string {
 	return f
 }
 
-func TestNewWriterRejectsInvalidHeader(t *testing.T) {
+// TestEncodeRejectsInvalidHeader checks that EncodeManifest, and the
+// V1Writer, refuse a header that does not validate.
+func TestEncodeRejectsInvalidHeader(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		modify func(*checkpoint.Header)
@@ -43,25 +45,48 @@ func TestNewWriterRejectsInvalidHeader(t *testing.T) {
 		{"title with a cut rune", func(h *checkpoint.Header) { h.Title = "日本語"[:4] }},
 		{"app too long", func(h *checkpoint.Header) { h.App = strings.Repeat("a", checkpoint.MaxAppLen+1) }},
 		{"app not UTF-8", func(h *checkpoint.Header) { h.App = "\xff\xfe" }},
+		{"payload without an object name", func(h *checkpoint.Header) { h.Payload.Object = "" }},
+		{"payload object name with a path", func(h *checkpoint.Header) { h.Payload.Object = "../session" }},
+		{"payload object name starting with '.'", func(h *checkpoint.Header) { h.Payload.Object = ".payload" }},
+		{"payload object name in upper case", func(h *checkpoint.Header) { h.Payload.Object = "Payload-1" }},
+		{"payload object name too long", func(h *checkpoint.Header) { h.Payload.Object = strings.Repeat("p", checkpoint.MaxNameLen+1) }},
+		{"negative payload size", func(h *checkpoint.Header) { h.Payload.Size = -1 }},
+		{"no payload SHA-256", func(h *checkpoint.Header) { h.Payload.SHA256 = "" }},
+		{"payload SHA-256 too short", func(h *checkpoint.Header) { h.Payload.SHA256 = h.Payload.SHA256[:63] }},
+		{"payload SHA-256 too long", func(h *checkpoint.Header) { h.Payload.SHA256 += "0" }},
+		{"payload SHA-256 in upper case", func(h *checkpoint.Header) { h.Payload.SHA256 = strings.ToUpper(h.Payload.SHA256) }},
+		{"payload SHA-256 not hex", func(h *checkpoint.Header) { h.Payload.SHA256 = "g" + h.Payload.SHA256[1:] }},
+		{"payload and no_payload", func(h *checkpoint.Header) { h.NoPayload = true }},
+		{"kept payload object name with a path", func(h *checkpoint.Header) { h.Kept[0].Payload = "../session" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := fullHeader()
+			h := fullManifest()
 			tc.modify(h)
 			if err := h.Validate(); err == nil {
 				t.Error("Validate accepted the header")
 			}
+			b, err := checkpoint.EncodeManifest(h)
+			if !errors.Is(err, checkpoint.ErrInvalid) || b != nil {
+				t.Errorf("EncodeManifest = %d bytes, %v; want an error wrapping ErrInvalid", len(b), err)
+			}
 			var buf bytes.Buffer
-			w, err := checkpoint.NewWriter(&buf, h)
+			w, err := checkpoint.NewV1Writer(&buf, h)
 			if !errors.Is(err, checkpoint.ErrInvalid) {
-				t.Errorf("NewWriter: error %v, want one wrapping ErrInvalid", err)
+				t.Errorf("NewV1Writer: error %v, want one wrapping ErrInvalid", err)
 			}
 			if w != nil {
-				t.Error("NewWriter returned a Writer along with its error")
+				t.Error("NewV1Writer returned a V1Writer along with its error")
 			}
 			if buf.Len() != 0 {
-				t.Errorf("NewWriter wrote %d bytes for a header it rejected", buf.Len())
+				t.Errorf("NewV1Writer wrote %d bytes for a header it rejected", buf.Len())
 			}
 		})
+	}
+
+	// Format 1 has no payload objects: a valid Payload is refused there.
+	_, err := checkpoint.NewV1Writer(new(bytes.Buffer), fullManifest())
+	if !errors.Is(err, checkpoint.ErrInvalid) {
+		t.Errorf("NewV1Writer of a header with a Payload: %v, want an error wrapping ErrInvalid", err)
 	}
 }
 
@@ -81,12 +106,29 @@ func TestValidateLimits(t *testing.T) {
 		{"no owner", func(h *checkpoint.Header) { h.Owner = nil }},
 		{"zero times", func(h *checkpoint.Header) { h.Saved, h.Created = time.Time{}, time.Time{} }},
 		{"largest generation", func(h *checkpoint.Header) { h.Generation = 1<<64 - 1 }},
+		{"empty payload", func(h *checkpoint.Header) { h.Payload = payloadRef(nil) }},
+		{"largest payload", func(h *checkpoint.Header) { h.Payload.Size = 1<<63 - 1 }},
+		{"payload object name of MaxNameLen", func(h *checkpoint.Header) { h.Payload.Object = strings.Repeat("p", checkpoint.MaxNameLen) }},
+		{"every payload object name character", func(h *checkpoint.Header) { h.Payload.Object = "_az09.-" }},
+		{"no payload", func(h *checkpoint.Header) { h.Payload = nil }},
+		{"no payload, no_payload", func(h *checkpoint.Header) { h.Payload, h.NoPayload = nil, true }},
+		{"no kept generations", func(h *checkpoint.Header) { h.Kept = nil }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := fullHeader()
+			h := fullManifest()
 			tc.modify(h)
 			if err := h.Validate(); err != nil {
 				t.Fatalf("Validate: %v", err)
+			}
+			got, err := checkpoint.DecodeManifest(encodeManifest(t, h))
+			if err != nil {
+				t.Fatalf("DecodeManifest: %v", err)
+			}
+			if d := headerDiff(h, got); d != "" {
+				t.Error(d)
+			}
+			if h.Payload != nil {
+				return // format 1 cannot store it
 			}
 			file := encode(t, h, []byte("x"))
 			info, err := checkpoint.Verify(bytes.NewReader(file), int64(len(file)))
@@ -220,13 +262,20 @@ func TestOwnerString(t *testing.T) {
 	}
 }
 
-// TestHeaderJSON decodes header bytes that the Writer would never produce,
-// framed with correct checksums so that only the header decides.
+// TestHeaderJSON decodes header bytes that the encoders would never produce,
+// framed with correct checksums so that only the header decides: as a
+// format-1 file and as a format-2 manifest.
 func TestHeaderJSON(t *testing.T) {
 	ts := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	sum := strings.Repeat("0123456789abcdef", 4)
+	ref := func(js string) string {
+		return `{"payload":{` + js + `}}`
+	}
 	for _, tc := range []struct {
-		js   string
-		want *checkpoint.Header // nil: must be rejected as corrupt
+		js string
+		// want is nil if the header must be rejected as corrupt. Format 1
+		// must reject a header with a Payload.
+		want *checkpoint.Header
 	}{
 		{`{}`, &checkpoint.Header{}},
 		{" {\n\t\"generation\" : 2 }\n", &checkpoint.Header{Generation: 2}},
@@ -257,25 +306,57 @@ func TestHeaderJSON(t *testing.T) {
 		{`{"flags":"a"}`, nil},
 		{`{"title":"` + strings.Repeat("t", checkpoint.MaxTitleLen+1) + `"}`, nil},
 		{`{"app":"` + strings.Repeat("a", checkpoint.MaxAppLen+1) + `"}`, nil},
+
+		{`{"payload":null}`, &checkpoint.Header{}},
+		{ref(`"object":"payload-1","size":7,"sha256":"` + sum + `"`), &checkpoint.Header{Payload: &checkpoint.Payload{Object: "payload-1", Size: 7, SHA256: sum}}},
+		{ref(`"sha256":"` + sum + `","size":0,"object":"p"`), &checkpoint.Header{Payload: &checkpoint.Payload{Object: "p", SHA256: sum}}},
+		{ref(`"object":"p","size":7,"sha256":"` + sum + `","url":"x"`), nil},
+		{ref(`"object":"p","size":7`), nil},
+		{ref(`"size":7,"sha256":"` + sum + `"`), nil},
+		{ref(`"object":"../p","size":7,"sha256":"` + sum + `"`), nil},
+		{ref(`"object":"p","size":-7,"sha256":"` + sum + `"`), nil},
+		{ref(`"object":"p","size":"7","sha256":"` + sum + `"`), nil},
+		{ref(`"object":"p","size":9223372036854775808,"sha256":"` + sum + `"`), nil},
+		{ref(`"object":"p","size":7,"sha256":"` + strings.ToUpper(sum) + `"`), nil},
+		{ref(`"object":"p","size":7,"sha256":"` + sum[1:] + `"`), nil},
+		{`{"no_payload":true,"payload":{"object":"p","size":7,"sha256":"` + sum + `"}}`, nil},
+		{`{"payload":"payload-1"}`, nil},
+		{`{"payload":{}}`, nil},
+		{`{"format":2}`, nil},
 	} {
 		name := tc.js
 		if len(name) > 40 {
 			name = name[:40] + "…"
 		}
 		t.Run(name, func(t *testing.T) {
-			file := specEncode(checkpoint.Version, []byte(tc.js), []byte("p"))
+			file := specEncode(1, []byte(tc.js), []byte("p"))
 			info, err := checkpoint.Verify(bytes.NewReader(file), int64(len(file)))
 			_, _, herr := checkpoint.ReadHeader(bytes.NewReader(file))
-			if tc.want == nil {
+			switch {
+			case tc.want == nil || tc.want.Payload != nil:
 				checkCorrupt(t, "Verify", err)
 				checkCorrupt(t, "ReadHeader", herr)
-				return
+			case err != nil || herr != nil:
+				t.Errorf("Verify: %v; ReadHeader: %v", err, herr)
+			default:
+				if d := headerDiff(tc.want, info.Header); d != "" {
+					t.Errorf("format 1: %s", d)
+				}
 			}
-			if err != nil || herr != nil {
-				t.Fatalf("Verify: %v; ReadHeader: %v", err, herr)
-			}
-			if d := headerDiff(tc.want, info.Header); d != "" {
-				t.Error(d)
+
+			m := specManifest(2, []byte(tc.js))
+			h, err := checkpoint.DecodeManifest(m)
+			_, _, herr = checkpoint.ReadHeader(bytes.NewReader(m))
+			switch {
+			case tc.want == nil:
+				checkCorrupt(t, "DecodeManifest", err)
+				checkCorrupt(t, "ReadHeader of the manifest", herr)
+			case err != nil || herr != nil:
+				t.Errorf("DecodeManifest: %v; ReadHeader: %v", err, herr)
+			default:
+				if d := headerDiff(tc.want, h); d != "" {
+					t.Errorf("format 2: %s", d)
+				}
 			}
 		})
 	}

@@ -43,12 +43,12 @@ func checkVersion(t *testing.T, what string, err error, v uint32) {
 }
 
 // checkDamaged fails t unless err is what a file b, damaged from a valid
-// one, must produce: a *VersionError if the version field is no longer 1,
-// a *CorruptError otherwise.
+// one, must produce: a *VersionError if the version field no longer holds a
+// version this package reads, a *CorruptError otherwise.
 func checkDamaged(t *testing.T, what string, err error, b []byte) {
 	t.Helper()
 	if len(b) >= specVersionOff+4 {
-		if v := binary.BigEndian.Uint32(b[specVersionOff:]); v != checkpoint.Version && string(b[:len(specMagic)]) == specMagic {
+		if v := binary.BigEndian.Uint32(b[specVersionOff:]); (v < 1 || v > checkpoint.Version) && string(b[:len(specMagic)]) == specMagic {
 			checkVersion(t, what, err, v)
 			return
 		}
@@ -242,10 +242,11 @@ func TestHeaderLengthLimit(t *testing.T) {
 // such, whatever follows the version field, and not as corruption.
 func TestVersion(t *testing.T) {
 	js := []byte(`{"generation":1,"saved":"2024-01-02T03:04:05Z","created":"2024-01-02T03:04:05Z"}`)
-	for _, v := range []uint32{0, 2, 1<<32 - 1} {
+	for _, v := range []uint32{0, checkpoint.Version + 1, 1<<32 - 1} {
 		t.Run(fmt.Sprint(v), func(t *testing.T) {
 			for name, file := range map[string][]byte{
 				"v1 layout":      specEncode(v, js, []byte("payload")),
+				"v2 layout":      specManifest(v, js),
 				"unknown layout": append(specEncode(v, nil, nil)[:specPreambleLen], "\x00\x01 a future format"...),
 			} {
 				_, err := checkpoint.Verify(bytes.NewReader(file), int64(len(file)))
@@ -254,6 +255,10 @@ func TestVersion(t *testing.T) {
 				checkVersion(t, name+": ReadHeader", err, v)
 				_, err = checkpoint.NewReader(bytes.NewReader(file))
 				checkVersion(t, name+": NewReader", err, v)
+				_, herr := checkpoint.DecodeManifest(file)
+				checkVersion(t, name+": DecodeManifest", herr, v)
+				_, herr = checkpoint.HeaderLen(file)
+				checkVersion(t, name+": HeaderLen", herr, v)
 
 				var ce *checkpoint.CorruptError
 				if errors.As(err, &ce) {
@@ -266,10 +271,44 @@ func TestVersion(t *testing.T) {
 		})
 	}
 
-	// The same bytes with version 1 are fine: the test above failed on the
-	// version and nothing else.
+	// The same bytes with version 1, and as a manifest with version 2, are
+	// fine: the test above failed on the version and nothing else.
 	file := specEncode(1, js, []byte("payload"))
 	if _, err := checkpoint.Verify(bytes.NewReader(file), int64(len(file))); err != nil {
 		t.Errorf("version 1: %v", err)
 	}
+	if _, err := checkpoint.DecodeManifest(specManifest(2, js)); err != nil {
+		t.Errorf("version 2: %v", err)
+	}
+}
+
+// TestV1ReadersRefuseManifests checks that NewReader and Verify, which read
+// a format-1 file with its payload inline, say ErrManifest of an intact
+// manifest instead of reading on into bytes that are not there, whatever
+// follows it, and that a damaged manifest is corruption first.
+func TestV1ReadersRefuseManifests(t *testing.T) {
+	m := encodeManifest(t, fullManifest())
+	trailer := smallFile(t)[len(smallFile(t))-int(checkpoint.TrailerSize):]
+	for name, b := range map[string][]byte{
+		"manifest":                  m,
+		"manifest and a v1 trailer": append(bytes.Clone(m), trailer...),
+		"manifest and a payload":    append(bytes.Clone(m), "hello, checkpoint\n"...),
+	} {
+		_, err := checkpoint.Verify(bytes.NewReader(b), int64(len(b)))
+		if !errors.Is(err, checkpoint.ErrManifest) {
+			t.Errorf("%s: Verify: %v, want ErrManifest", name, err)
+		}
+		r, err := checkpoint.NewReader(bytes.NewReader(b))
+		if !errors.Is(err, checkpoint.ErrManifest) || r != nil {
+			t.Errorf("%s: NewReader = %v, %v; want nil, ErrManifest", name, r, err)
+		}
+		var ce *checkpoint.CorruptError
+		if errors.As(err, &ce) {
+			t.Errorf("%s: ErrManifest is also a *CorruptError", name)
+		}
+	}
+	bad := bytes.Clone(m)
+	bad[len(bad)/2] ^= 1
+	_, err := checkpoint.Verify(bytes.NewReader(bad), int64(len(bad)))
+	checkCorrupt(t, "Verify of a damaged manifest", err)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
@@ -27,15 +28,23 @@ const (
 	specHeaderLenOff = 12 // offset of the header length field
 )
 
-// specEncode lays out a checkpoint as doc.go describes it, with any version
-// and any header bytes, so tests can build files the package would refuse to
-// write. The header CRC and the trailing SHA-256 are always correct.
-func specEncode(version uint32, header, payload []byte) []byte {
+// specManifest lays out a format-2 manifest as doc.go describes it, with any
+// version and any header bytes, so tests can build manifests the package
+// would refuse to write. The header CRC is always correct.
+func specManifest(version uint32, header []byte) []byte {
 	b := []byte(specMagic)
 	b = binary.BigEndian.AppendUint32(b, version)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(header)))
 	b = append(b, header...)
-	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+}
+
+// specEncode lays out a format-1 checkpoint as doc.go describes it, with any
+// version and any header bytes, so tests can build files the package would
+// refuse to write. The header CRC and the trailing SHA-256 are always
+// correct.
+func specEncode(version uint32, header, payload []byte) []byte {
+	b := specManifest(version, header)
 	b = append(b, payload...)
 	b = append(b, specTrailerMagic...)
 	b = binary.BigEndian.AppendUint64(b, uint64(len(payload)))
@@ -43,13 +52,34 @@ func specEncode(version uint32, header, payload []byte) []byte {
 	return append(b, sum[:]...)
 }
 
-// encode writes one checkpoint with the package's Writer.
+// encodeManifest encodes h with EncodeManifest.
+func encodeManifest(t testing.TB, h *checkpoint.Header) []byte {
+	t.Helper()
+	b, err := checkpoint.EncodeManifest(h)
+	if err != nil {
+		t.Fatalf("EncodeManifest: %v", err)
+	}
+	return b
+}
+
+// payloadRef returns the reference to payload as an object named after its
+// SHA-256.
+func payloadRef(payload []byte) *checkpoint.Payload {
+	sum := sha256.Sum256(payload)
+	return &checkpoint.Payload{
+		Object: "payload-" + hex.EncodeToString(sum[:]),
+		Size:   int64(len(payload)),
+		SHA256: hex.EncodeToString(sum[:]),
+	}
+}
+
+// encode writes one format-1 checkpoint with the test-only V1Writer.
 func encode(t testing.TB, h *checkpoint.Header, payload []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := checkpoint.NewWriter(&buf, h)
+	w, err := checkpoint.NewV1Writer(&buf, h)
 	if err != nil {
-		t.Fatalf("NewWriter: %v", err)
+		t.Fatalf("NewV1Writer: %v", err)
 	}
 	if n, err := w.Write(payload); err != nil || n != len(payload) {
 		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(payload))
@@ -60,8 +90,22 @@ func encode(t testing.TB, h *checkpoint.Header, payload []byte) []byte {
 	return buf.Bytes()
 }
 
-// fullHeader returns a header that sets every field, with text outside ASCII
-// and times in more than one zone.
+// fullManifest returns fullHeader as a format-2 manifest header: with a
+// Payload, and so without NoPayload.
+func fullManifest() *checkpoint.Header {
+	h := fullHeader()
+	h.NoPayload = false
+	h.Payload = payloadRef([]byte("hello, checkpoint\n"))
+	h.Kept = []checkpoint.Kept{
+		{Generation: h.Generation - 1, Payload: h.Payload.Object},
+		{Generation: 2, Payload: ""},
+	}
+	return h
+}
+
+// fullHeader returns a header that sets every field but Payload (which
+// excludes NoPayload, and format 1 cannot store), with text outside ASCII and
+// times in more than one zone.
 func fullHeader() *checkpoint.Header {
 	return &checkpoint.Header{
 		Generation: 1<<40 + 7,
@@ -87,7 +131,8 @@ func fullHeader() *checkpoint.Header {
 
 // headerDiff describes how got differs from want, or returns "" if they are
 // the same header. Times compare with Equal: the format keeps the instant,
-// not the monotonic reading or the *time.Location.
+// not the monotonic reading or the *time.Location. Format is not compared: it
+// says where a header came from, not what it holds.
 func headerDiff(want, got *checkpoint.Header) string {
 	if want == nil || got == nil {
 		if want == got {
@@ -135,14 +180,22 @@ func headerDiff(want, got *checkpoint.Header) string {
 	}) {
 		add("Steps", got.Steps, want.Steps)
 	}
+	if !slices.Equal(got.Kept, want.Kept) {
+		add("Kept", got.Kept, want.Kept)
+	}
+	switch g, w := got.Payload, want.Payload; {
+	case g == nil && w == nil:
+	case g == nil || w == nil || *g != *w:
+		add("Payload", g, w)
+	}
 	return strings.Join(d, "; ")
 }
 
 // TestHeaderDiffCoversEveryField fails when Header or Owner gains a field, as
 // a reminder to teach headerDiff (and fullHeader) about it.
 func TestHeaderDiffCoversEveryField(t *testing.T) {
-	if n := reflect.TypeFor[checkpoint.Header]().NumField(); n != 9 {
-		t.Errorf("Header has %d fields; update headerDiff and fullHeader", n)
+	if n := reflect.TypeFor[checkpoint.Header]().NumField(); n != 12 {
+		t.Errorf("Header has %d fields; update headerDiff, fullHeader and fullManifest", n)
 	}
 	if n := reflect.TypeFor[checkpoint.Step]().NumField(); n != 6 {
 		t.Errorf("Step has %d fields; update headerDiff and fullHeader", n)
@@ -150,8 +203,22 @@ func TestHeaderDiffCoversEveryField(t *testing.T) {
 	if n := reflect.TypeFor[checkpoint.Owner]().NumField(); n != 5 {
 		t.Errorf("Owner has %d fields; update headerDiff and fullHeader", n)
 	}
+	if n := reflect.TypeFor[checkpoint.Kept]().NumField(); n != 2 {
+		t.Errorf("Kept has %d fields; update headerDiff and fullManifest", n)
+	}
+	if n := reflect.TypeFor[checkpoint.Payload]().NumField(); n != 3 {
+		t.Errorf("Payload has %d fields; update headerDiff and fullManifest", n)
+	}
 	if d := headerDiff(fullHeader(), fullHeader()); d != "" {
 		t.Errorf("headerDiff of equal headers: %s", d)
+	}
+	if d := headerDiff(fullManifest(), fullManifest()); d != "" {
+		t.Errorf("headerDiff of equal manifest headers: %s", d)
+	}
+	p := fullManifest()
+	p.Payload.Size++
+	if headerDiff(fullManifest(), p) == "" {
+		t.Error("headerDiff misses a change in Payload.Size")
 	}
 	other := fullHeader()
 	other.Owner.Started = other.Owner.Started.Add(time.Nanosecond)
@@ -160,8 +227,39 @@ func TestHeaderDiffCoversEveryField(t *testing.T) {
 	}
 }
 
-// TestLayout checks that the Writer produces, byte for byte, the layout that
-// doc.go documents, with the header encoded as the JSON of Header.
+// TestManifestLayout checks that EncodeManifest produces, byte for byte, the
+// format-2 layout that doc.go documents, with the header encoded as the JSON
+// of Header.
+func TestManifestLayout(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header *checkpoint.Header
+	}{
+		{"zero header", &checkpoint.Header{}},
+		{"full header", fullHeader()},
+		{"full header with a payload", fullManifest()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			js, err := json.Marshal(tc.header)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := specManifest(2, js)
+			got := encodeManifest(t, tc.header)
+			if !bytes.Equal(got, want) {
+				t.Errorf("EncodeManifest output differs from doc.go layout at byte %d\n got: %q\nwant: %q", firstDiff(got, want), got, want)
+			}
+		})
+	}
+	// The payload reference is stored under the names doc.go gives.
+	js, _ := json.Marshal(fullManifest().Payload)
+	if want := `{"object":"payload-` + fullManifest().Payload.SHA256 + `","size":18,"sha256":"` + fullManifest().Payload.SHA256 + `"}`; string(js) != want {
+		t.Errorf("Payload JSON = %s, want %s", js, want)
+	}
+}
+
+// TestLayout checks that the V1Writer produces, byte for byte, the format-1
+// layout that doc.go documents, with the header encoded as the JSON of Header.
 func TestLayout(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -176,10 +274,10 @@ func TestLayout(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := specEncode(checkpoint.Version, js, []byte(tc.payload))
+			want := specEncode(1, js, []byte(tc.payload))
 			got := encode(t, tc.header, []byte(tc.payload))
 			if !bytes.Equal(got, want) {
-				t.Errorf("Writer output differs from doc.go layout at byte %d\n got: %q\nwant: %q", firstDiff(got, want), got, want)
+				t.Errorf("V1Writer output differs from doc.go layout at byte %d\n got: %q\nwant: %q", firstDiff(got, want), got, want)
 			}
 			if int64(len(got)) != specPreambleLen+int64(len(js))+4+int64(len(tc.payload))+checkpoint.TrailerSize {
 				t.Errorf("file is %d bytes; TrailerSize %d does not add up", len(got), checkpoint.TrailerSize)

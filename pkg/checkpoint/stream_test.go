@@ -36,7 +36,7 @@ func (r *patternReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// headTailSink is an io.Discard that keeps the first Write, which NewWriter
+// headTailSink is an io.Discard that keeps the first Write, which NewV1Writer
 // promises is the whole preamble and header, and the last TrailerSize bytes.
 type headTailSink struct {
 	head []byte
@@ -143,12 +143,12 @@ func TestStreamConstantMemory(t *testing.T) {
 	// Write into a sink that keeps only the head and the tail.
 	mw := newMemWatch()
 	sink := new(headTailSink)
-	w, err := checkpoint.NewWriter(sink, h)
+	w, err := checkpoint.NewV1Writer(sink, h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n, err := io.Copy(w, &patternReader{n: size}); n != size || err != nil {
-		t.Fatalf("copy into the Writer = %d, %v", n, err)
+		t.Fatalf("copy into the V1Writer = %d, %v", n, err)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func TestStreamConstantMemory(t *testing.T) {
 	mw.check(t, "writing", budget)
 	file := &syntheticFile{head: sink.head, tail: sink.tail, payloadLen: size}
 	if file.size() != sink.n {
-		t.Fatalf("the Writer wrote %d bytes; header %d + payload %d + trailer %d = %d",
+		t.Fatalf("the V1Writer wrote %d bytes; header %d + payload %d + trailer %d = %d",
 			sink.n, len(sink.head), size, len(sink.tail), file.size())
 	}
 
@@ -177,7 +177,7 @@ func TestStreamConstantMemory(t *testing.T) {
 	pr, pw := io.Pipe()
 	werr := make(chan error, 1)
 	go func() {
-		w, err := checkpoint.NewWriter(pw, h)
+		w, err := checkpoint.NewV1Writer(pw, h)
 		if err == nil {
 			_, err = io.Copy(w, &patternReader{n: size})
 		}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ckpt-dev/ckpt/pkg/storage"
-	s3store "github.com/ckpt-dev/ckpt/pkg/storage/s3"
+	"github.com/ckpt-dev/ckpt/pkg/storage/s3store"
 )
 
 // backend is where a repository keeps its sessions: a local directory or an
@@ -23,17 +23,26 @@ type backend interface {
 	exists(ctx context.Context) (bool, error)
 	// claim creates session id and writes its generation 0 with opts; it
 	// fails with errClaimed if the id is taken.
-	claim(ctx context.Context, id string, opts ...storage.SaveOption) (storage.Session, error)
-	open(ctx context.Context, id string) (storage.Session, error)
-	// names returns every entry that may be a session: all names that do
-	// not start with '.'.
-	names(ctx context.Context) ([]string, error)
+	claim(ctx context.Context, id string, opts ...storage.SaveOption) (*storage.Session, error)
+	open(ctx context.Context, id string) (*storage.Session, error)
+	// saved returns the entries that may be sessions, with what one
+	// listing tells of them: with times, when each current manifest last
+	// changed (zero if unknown), the order in which Last reads them.
+	saved(ctx context.Context, times bool) ([]candidate, error)
 	// sweep removes what interrupted removals left, last changed before
 	// cutoff, and returns where it was.
 	sweep(cutoff time.Time, dryRun bool) (swept []string, errs []error)
 }
 
 var errClaimed = errors.New("session id taken")
+
+// candidate is a session as a listing sees it, before its manifest is read.
+type candidate struct {
+	id       string
+	modified time.Time
+	// noLock is set when the listing showed that the session has no lock.
+	noLock bool
+}
 
 // localBackend keeps sessions as directories of dir.
 type localBackend struct{ dir string }
@@ -53,7 +62,7 @@ func (b localBackend) exists(context.Context) (bool, error) {
 	return true, nil
 }
 
-func (b localBackend) claim(ctx context.Context, id string, opts ...storage.SaveOption) (storage.Session, error) {
+func (b localBackend) claim(ctx context.Context, id string, opts ...storage.SaveOption) (*storage.Session, error) {
 	if err := os.MkdirAll(b.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create repository: %w", err)
 	}
@@ -65,14 +74,18 @@ func (b localBackend) claim(ctx context.Context, id string, opts ...storage.Save
 	if err != nil {
 		return nil, fmt.Errorf("create session: %w", err)
 	}
-	d, err := storage.Init(ctx, path, opts...)
+	d, err := storage.OpenDir(path)
 	if err != nil {
 		return nil, errors.Join(err, os.RemoveAll(path))
 	}
-	return d, nil
+	s, err := storage.Init(ctx, d, opts...)
+	if err != nil {
+		return nil, errors.Join(err, os.RemoveAll(path))
+	}
+	return s, nil
 }
 
-func (b localBackend) open(_ context.Context, id string) (storage.Session, error) {
+func (b localBackend) open(_ context.Context, id string) (*storage.Session, error) {
 	return storage.Open(filepath.Join(b.dir, id))
 }
 
@@ -88,6 +101,24 @@ func (b localBackend) names(context.Context) ([]string, error) {
 	for _, de := range des {
 		if !strings.HasPrefix(de.Name(), ".") {
 			out = append(out, de.Name())
+		}
+	}
+	return out, nil
+}
+
+func (b localBackend) saved(ctx context.Context, times bool) ([]candidate, error) {
+	names, err := b.names(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]candidate, len(names))
+	for i, id := range names {
+		out[i].id = id
+		if !times {
+			continue
+		}
+		if fi, err := os.Lstat(filepath.Join(b.dir, id, storage.CheckpointFile)); err == nil {
+			out[i].modified = fi.ModTime()
 		}
 	}
 	return out, nil
@@ -135,20 +166,40 @@ func (b s3Backend) root() string { return b.st.Root() }
 // the store checked.
 func (b s3Backend) exists(context.Context) (bool, error) { return true, nil }
 
-func (b s3Backend) claim(ctx context.Context, id string, opts ...storage.SaveOption) (storage.Session, error) {
-	s, err := b.st.Create(ctx, id, opts...)
-	if errors.Is(err, s3store.ErrExist) {
+func (b s3Backend) claim(ctx context.Context, id string, opts ...storage.SaveOption) (*storage.Session, error) {
+	sb, err := b.st.Backend(id)
+	if err != nil {
+		return nil, err
+	}
+	s, err := storage.Init(ctx, sb, opts...)
+	var le *storage.LockedError
+	if errors.Is(err, storage.ErrConflict) || errors.As(err, &le) && !le.Lost {
+		// Another creator holds, or has committed, the id.
 		return nil, errClaimed
 	}
 	return s, err
 }
 
-func (b s3Backend) open(ctx context.Context, id string) (storage.Session, error) {
-	return b.st.Open(ctx, id)
+func (b s3Backend) open(ctx context.Context, id string) (*storage.Session, error) {
+	sb, err := b.st.Backend(id)
+	if err != nil {
+		return nil, err
+	}
+	return storage.New(sb), nil
 }
 
-func (b s3Backend) names(ctx context.Context) ([]string, error) {
-	return b.st.List(ctx)
+// saved lists every key under the prefix once, whatever times says: it
+// tells both when each manifest was written and which sessions are locked.
+func (b s3Backend) saved(ctx context.Context, _ bool) ([]candidate, error) {
+	m, err := b.st.ListSaved(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]candidate, 0, len(m))
+	for id, l := range m {
+		out = append(out, candidate{id: id, modified: l.Saved, noLock: !l.Locked})
+	}
+	return out, nil
 }
 
 // sweep has nothing to do: an S3 session is removed object by object under

@@ -1,9 +1,12 @@
 package repository
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/ckpt-dev/ckpt/pkg/storage"
@@ -16,27 +19,65 @@ var ErrNoMatch = errors.New("no session matches")
 // entries that might have matched: a damaged session's age cannot be read,
 // so any of them might have been the youngest. It fails with ErrNoMatch when
 // no intact session matches.
+//
+// It reads manifests youngest first, by the time each was last written, and
+// stops as soon as no older session can be younger than the one it found: a
+// manifest is written after the save time it records, so one last written
+// before that time (less clockSkew, for manifests written by other hosts)
+// cannot hold a later save.
 func (r *Repository) Last(ctx context.Context, f Filter) (*storage.Status, []Entry, error) {
-	entries, err := r.List(ctx, f)
+	cands, err := r.b.saved(ctx, true)
 	if err != nil {
 		return nil, nil, err
 	}
+	cands = slices.DeleteFunc(cands, func(c candidate) bool { return !f.keepID(c.id) })
+	slices.SortFunc(cands, func(a, b candidate) int {
+		return cmp.Or(b.modified.Compare(a.modified), cmp.Compare(a.id, b.id))
+	})
 	var (
 		found   *storage.Status
 		damaged []Entry
 	)
-	for _, e := range entries {
-		switch {
-		case e.Err != nil:
-			damaged = append(damaged, e)
-		case found == nil:
-			found = e.Status
+	written := make(map[string]time.Time, len(cands))
+	for _, c := range cands {
+		written[c.id] = c.modified
+	}
+	for len(cands) > 0 {
+		if found != nil && cands[0].modified.Before(found.Modified.Add(-clockSkew)) {
+			break
+		}
+		n := min(len(cands), listConcurrency)
+		entries, err := r.statAll(ctx, cands[:n], f)
+		cands = cands[n:]
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, e := range entries {
+			switch {
+			case e.Err != nil:
+				damaged = append(damaged, e)
+			case found == nil || younger(e.Status, found):
+				found = e.Status
+			}
 		}
 	}
 	if found == nil {
 		return nil, damaged, ErrNoMatch
 	}
+	// Only a damaged session written after the one found might have been
+	// younger.
+	damaged = slices.DeleteFunc(damaged, func(e Entry) bool {
+		return written[e.ID].Before(found.Modified.Add(-clockSkew))
+	})
 	return found, damaged, nil
+}
+
+// clockSkew is how far the clocks of hosts that share a repository may
+// disagree without Last missing the youngest session.
+const clockSkew = 5 * time.Minute
+
+func younger(a, b *storage.Status) bool {
+	return cmp.Or(b.Modified.Compare(a.Modified), cmp.Compare(a.ID, b.ID)) < 0
 }
 
 // GCOptions select what GC removes.
@@ -92,17 +133,36 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 		testHookGCListed()
 	}
 	keep := Filter{Flags: o.Flags}
-	for _, e := range entries {
-		if err := ctx.Err(); err != nil {
-			return res, err
+	// Sessions are collected a few at a time, as List reads them: on S3
+	// each needs requests of its own. Each goroutine fills its own result,
+	// merged in the listing's order.
+	parts := make([]GCResult, len(entries))
+	var (
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, listConcurrency)
+	)
+	for i, e := range entries {
+		if ctx.Err() != nil {
+			break
 		}
 		if e.Err != nil {
-			res.Errors = append(res.Errors, fmt.Errorf("skipped damaged session: %w", e.Err))
+			parts[i].Errors = []error{fmt.Errorf("skipped damaged session: %w", e.Err)}
 			continue
 		}
-		r.gcSession(ctx, e.Status, cutoff, keep, o.DryRun, res)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r.gcSession(ctx, e.Status, cutoff, keep, o.DryRun, &parts[i])
+		})
 	}
-	return res, nil
+	wg.Wait()
+	for _, p := range parts {
+		res.Removed = append(res.Removed, p.Removed...)
+		res.Swept = append(res.Swept, p.Swept...)
+		res.Kept = append(res.Kept, p.Kept...)
+		res.Errors = append(res.Errors, p.Errors...)
+	}
+	return res, ctx.Err()
 }
 
 // testHookGCListed, when set, runs between GC's listing and its removals.

@@ -27,16 +27,16 @@ func gcTestRepo(t *testing.T) *Repository {
 	return r
 }
 
-func gcTestCreate(t *testing.T, r *Repository, prefix string, flags ...string) *storage.Dir {
+func gcTestCreate(t *testing.T, r *Repository, prefix string, flags ...string) *storage.Session {
 	t.Helper()
 	s, err := r.Create(t.Context(), CreateOptions{Prefix: prefix, Flags: flags})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.(*storage.Dir)
+	return s
 }
 
-func gcTestSave(t *testing.T, s storage.Session, payload string, opts ...storage.SaveOption) {
+func gcTestSave(t *testing.T, s *storage.Session, payload string, opts ...storage.SaveOption) {
 	t.Helper()
 	if _, err := s.Save(t.Context(), strings.NewReader(payload), opts...); err != nil {
 		t.Fatal(err)
@@ -44,9 +44,9 @@ func gcTestSave(t *testing.T, s storage.Session, payload string, opts ...storage
 }
 
 // gcTestDamage makes d's current checkpoint unreadable, header included.
-func gcTestDamage(t *testing.T, d *storage.Dir) {
+func gcTestDamage(t *testing.T, d *storage.Session) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(d.Path(), storage.CheckpointFile), []byte("not a checkpoint"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(d.Location(), storage.CheckpointFile), []byte("not a checkpoint"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -129,7 +129,7 @@ func TestLastDamaged(t *testing.T) {
 	bad1 := gcTestCreate(t, r, "nightly", "incomplete")
 	bad2 := gcTestCreate(t, r, "nightly")
 	elsewhere := gcTestCreate(t, r, "weekly")
-	for _, d := range []*storage.Dir{bad1, bad2, elsewhere} {
+	for _, d := range []*storage.Session{bad1, bad2, elsewhere} {
 		gcTestDamage(t, d)
 	}
 
@@ -177,12 +177,12 @@ func TestGC(t *testing.T) {
 	// without a stale lock: breaking a lock sweeps every orphan of its
 	// session, whatever its age.)
 	long := time.Now().Add(-2 * time.Hour)
-	cp, err := os.ReadFile(filepath.Join(young.Path(), storage.CheckpointFile))
+	cp, err := os.ReadFile(filepath.Join(young.Location(), storage.CheckpointFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := filepath.Join(young.Path(), storage.NextFile)
-	orphan := filepath.Join(young2.Path(), storage.TempPrefix+"orphan")
+	next := filepath.Join(young.Location(), storage.NextFile)
+	orphan := filepath.Join(young2.Location(), storage.TempPrefix+"orphan")
 	trash := filepath.Join(r.Root(), storage.TrashPrefix+"gone-aaaaaaaaaaaa-0123")
 	for _, p := range []string{next, orphan} {
 		if err := os.WriteFile(p, cp, 0o600); err != nil {
@@ -198,7 +198,7 @@ func TestGC(t *testing.T) {
 		}
 	}
 	// A fresh orphan is left alone: its writer may still be preparing it.
-	fresh := filepath.Join(young2.Path(), storage.TempPrefix+"fresh")
+	fresh := filepath.Join(young2.Location(), storage.TempPrefix+"fresh")
 	if err := os.WriteFile(fresh, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestGC(t *testing.T) {
 		}
 		checkIDs(t, "Removed", res.Removed, idle.ID(), idleDone.ID())
 		checkIDs(t, "Swept", res.Swept, next, orphan, trash)
-		for _, p := range []string{idle.Path(), idleDone.Path(), next, orphan, trash} {
+		for _, p := range []string{idle.Location(), idleDone.Location(), next, orphan, trash} {
 			if !exists(t, p) {
 				t.Errorf("dry run removed %s", p)
 			}
@@ -242,17 +242,17 @@ func TestGC(t *testing.T) {
 		if len(res.Kept) != 0 || len(res.Errors) != 0 {
 			t.Errorf("Kept = %v, Errors = %v; want none", res.Kept, res.Errors)
 		}
-		for _, p := range []string{idle.Path(), idleDone.Path(), next, orphan, trash} {
+		for _, p := range []string{idle.Location(), idleDone.Location(), next, orphan, trash} {
 			if exists(t, p) {
 				t.Errorf("%s is still there", p)
 			}
 		}
-		for _, p := range []string{young.Path(), young2.Path(), fresh} {
+		for _, p := range []string{young.Location(), young2.Location(), fresh} {
 			if !exists(t, p) {
 				t.Errorf("%s was removed", p)
 			}
 		}
-		for _, d := range []*storage.Dir{young, young2} {
+		for _, d := range []*storage.Session{young, young2} {
 			if st, err := d.Stat(ctx); err != nil || st.Lock != nil {
 				t.Errorf("young session after gc: lock %+v, %v; want no lock", st.Lock, err)
 			}
@@ -278,7 +278,7 @@ func TestGCEmptyRepository(t *testing.T) {
 
 // holdWriter starts a save into s that blocks mid-payload, so that s has a
 // live writer until the test ends.
-func holdWriter(t *testing.T, s storage.Session) {
+func holdWriter(t *testing.T, s *storage.Session) {
 	t.Helper()
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
@@ -316,12 +316,12 @@ func TestGCLiveWriterAndDamaged(t *testing.T) {
 	if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "skipped damaged session: session "+broken.ID()) {
 		t.Errorf("Errors = %v, want one naming %s", res.Errors, broken.ID())
 	}
-	for _, d := range []*storage.Dir{busy, broken} {
-		if !exists(t, d.Path()) {
+	for _, d := range []*storage.Session{busy, broken} {
+		if !exists(t, d.Location()) {
 			t.Errorf("%s was removed", d.ID())
 		}
 	}
-	if exists(t, idle.Path()) {
+	if exists(t, idle.Location()) {
 		t.Errorf("%s is still there", idle.ID())
 	}
 }

@@ -39,17 +39,17 @@ func TestListOrderAndFilter(t *testing.T) {
 	tests := []struct {
 		name string
 		f    repository.Filter
-		want []*storage.Dir
+		want []*storage.Session
 	}{
-		{"all, youngest first", repository.Filter{}, []*storage.Dir{a, d, c, b}},
-		{"prefix", repository.Filter{Prefix: "nightly"}, []*storage.Dir{a, b}},
-		{"prefix slugged", repository.Filter{Prefix: "  NIGHTLY!"}, []*storage.Dir{a, b}},
+		{"all, youngest first", repository.Filter{}, []*storage.Session{a, d, c, b}},
+		{"prefix", repository.Filter{Prefix: "nightly"}, []*storage.Session{a, b}},
+		{"prefix slugged", repository.Filter{Prefix: "  NIGHTLY!"}, []*storage.Session{a, b}},
 		{"prefix matching nothing", repository.Filter{Prefix: "monthly"}, nil},
-		{"flag", repository.Filter{Flags: []string{"submitted"}}, []*storage.Dir{c, b}},
-		{"every flag", repository.Filter{Flags: []string{"incomplete", "submitted"}}, []*storage.Dir{b}},
-		{"prefix and flag", repository.Filter{Prefix: "nightly", Flags: []string{"incomplete"}}, []*storage.Dir{a, b}},
+		{"flag", repository.Filter{Flags: []string{"submitted"}}, []*storage.Session{c, b}},
+		{"every flag", repository.Filter{Flags: []string{"incomplete", "submitted"}}, []*storage.Session{b}},
+		{"prefix and flag", repository.Filter{Prefix: "nightly", Flags: []string{"incomplete"}}, []*storage.Session{a, b}},
 		{"flag nobody has", repository.Filter{Flags: []string{"nope"}}, nil},
-		{"no flag", repository.Filter{NoFlags: []string{"submitted"}}, []*storage.Dir{a, d}},
+		{"no flag", repository.Filter{NoFlags: []string{"submitted"}}, []*storage.Session{a, d}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,7 +80,7 @@ func TestListOrderAndFilter(t *testing.T) {
 func TestListDamaged(t *testing.T) {
 	r := newRepo(t)
 	ctx := t.Context()
-	good := []*storage.Dir{
+	good := []*storage.Session{
 		mustCreate(t, r, repository.CreateOptions{Prefix: "good"}),
 		mustCreate(t, r, repository.CreateOptions{Prefix: "good"}),
 	}
@@ -88,19 +88,19 @@ func TestListDamaged(t *testing.T) {
 	elsewhere := mustCreate(t, newRepo(t), repository.CreateOptions{Prefix: "elsewhere"})
 
 	garbage := mustCreate(t, r, repository.CreateOptions{Prefix: "garbage"})
-	if err := os.WriteFile(filepath.Join(garbage.Path(), storage.CheckpointFile), []byte("not a checkpoint"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(garbage.Location(), storage.CheckpointFile), []byte("not a checkpoint"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	linked := mustCreate(t, r, repository.CreateOptions{Prefix: "linked"})
-	cp := filepath.Join(linked.Path(), storage.CheckpointFile)
+	cp := filepath.Join(linked.Location(), storage.CheckpointFile)
 	if err := os.Remove(cp); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(filepath.Join(elsewhere.Path(), storage.CheckpointFile), cp); err != nil {
+	if err := os.Symlink(filepath.Join(elsewhere.Location(), storage.CheckpointFile), cp); err != nil {
 		t.Fatal(err)
 	}
 	fifo := mustCreate(t, r, repository.CreateOptions{Prefix: "fifo"})
-	cp = filepath.Join(fifo.Path(), storage.CheckpointFile)
+	cp = filepath.Join(fifo.Location(), storage.CheckpointFile)
 	if err := os.Remove(cp); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestListDamaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	plant := map[string]func(path string) error{
-		"symlink-abcdefghijkl": func(p string) error { return os.Symlink(elsewhere.Path(), p) },
+		"symlink-abcdefghijkl": func(p string) error { return os.Symlink(elsewhere.Location(), p) },
 		"stray-abcdefghijkl":   func(p string) error { return os.WriteFile(p, []byte("x"), 0o600) },
 		"UPPER":                func(p string) error { return os.Mkdir(p, 0o700) },
 		"with space":           func(p string) error { return os.Mkdir(p, 0o700) },
@@ -268,4 +268,66 @@ func TestListWhileCreatingAndRemoving(t *testing.T) {
 		t.Errorf("the repository holds %d entries, %v; want %d (no trash left)", len(des), err, len(stable))
 	}
 	t.Logf("%d sessions created and removed during %d listings", created.Load(), lists.Load())
+}
+
+// Last reads manifests youngest first and stops once no older one can be
+// younger than what it found: a damaged session written long before the
+// youngest match is not reported, while one written after it is.
+func TestLastStopsEarly(t *testing.T) {
+	r, err := repository.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(age time.Duration) *storage.Session {
+		t.Helper()
+		s, err := r.Create(t.Context(), repository.CreateOptions{Prefix: "nightly"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Save(t.Context(), strings.NewReader("state")); err != nil {
+			t.Fatal(err)
+		}
+		when := time.Now().Add(-age)
+		if err := os.Chtimes(filepath.Join(s.Location(), storage.CheckpointFile), when, when); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var old []*storage.Session
+	for range 40 {
+		old = append(old, create(48*time.Hour))
+	}
+	oldDamaged := old[0]
+	youngest := create(0)
+	if err := os.WriteFile(filepath.Join(oldDamaged.Location(), storage.CheckpointFile), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	when := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(filepath.Join(oldDamaged.Location(), storage.CheckpointFile), when, when); err != nil {
+		t.Fatal(err)
+	}
+	st, damaged, err := r.Last(t.Context(), repository.Filter{Prefix: "nightly"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ID != youngest.ID() {
+		t.Errorf("Last = %s, want the youngest, %s", st.ID, youngest.ID())
+	}
+	if len(damaged) != 0 {
+		t.Errorf("Last read the old damaged session: %v", damaged)
+	}
+
+	// A damaged session written after the youngest match might have been
+	// younger: it is read, and reported.
+	newDamaged := create(-time.Minute)
+	if err := os.WriteFile(filepath.Join(newDamaged.Location(), storage.CheckpointFile), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, damaged, err = r.Last(t.Context(), repository.Filter{Prefix: "nightly"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ID != youngest.ID() || len(damaged) != 1 || damaged[0].ID != newDamaged.ID() {
+		t.Errorf("Last = %s, damaged %v; want %s and %s damaged", st.ID, damaged, youngest.ID(), newDamaged.ID())
+	}
 }

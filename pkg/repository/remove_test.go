@@ -21,9 +21,9 @@ import (
 // holdLock plants a session.next in d the way a writer does: created with
 // O_EXCL, a header naming this process as its owner, and, if live, an
 // exclusive flock that stays held until the test ends.
-func holdLock(t *testing.T, d *storage.Dir, live bool) {
+func holdLock(t *testing.T, d *storage.Session, live bool) {
 	t.Helper()
-	f, err := os.OpenFile(filepath.Join(d.Path(), storage.NextFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(filepath.Join(d.Location(), storage.NextFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,11 @@ func holdLock(t *testing.T, d *storage.Dir, live bool) {
 	now := time.Now().UTC()
 	h := &checkpoint.Header{Generation: 1, Saved: now, Created: now,
 		Owner: &checkpoint.Owner{PID: os.Getpid(), Host: host, Started: now, Command: "holdLock"}}
-	if _, err := checkpoint.NewWriter(f, h); err != nil {
+	rec, err := checkpoint.EncodeManifest(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(rec); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -68,25 +72,25 @@ func noTrash(t *testing.T, r *repository.Repository) {
 func TestRemove(t *testing.T) {
 	tests := []struct {
 		name       string
-		setup      func(t *testing.T, d *storage.Dir)
+		setup      func(t *testing.T, d *storage.Session)
 		force      bool
 		wantLocked bool // refused with a live *LockedError
 	}{
-		{name: "new session", setup: func(*testing.T, *storage.Dir) {}},
-		{name: "saved session with history", setup: func(t *testing.T, d *storage.Dir) {
+		{name: "new session", setup: func(*testing.T, *storage.Session) {}},
+		{name: "saved session with history", setup: func(t *testing.T, d *storage.Session) {
 			for _, p := range []string{"1", "2", "3", "4"} {
 				if _, err := d.Save(t.Context(), strings.NewReader(p)); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}},
-		{name: "live lock", setup: func(t *testing.T, d *storage.Dir) { holdLock(t, d, true) }, wantLocked: true},
-		{name: "live lock, forced", setup: func(t *testing.T, d *storage.Dir) { holdLock(t, d, true) }, force: true},
-		{name: "stale lock", setup: func(t *testing.T, d *storage.Dir) { holdLock(t, d, false) }},
+		{name: "live lock", setup: func(t *testing.T, d *storage.Session) { holdLock(t, d, true) }, wantLocked: true},
+		{name: "live lock, forced", setup: func(t *testing.T, d *storage.Session) { holdLock(t, d, true) }, force: true},
+		{name: "stale lock", setup: func(t *testing.T, d *storage.Session) { holdLock(t, d, false) }},
 		{
 			name: "lock being created",
-			setup: func(t *testing.T, d *storage.Dir) {
-				if err := os.WriteFile(filepath.Join(d.Path(), storage.NextFile), nil, 0o600); err != nil {
+			setup: func(t *testing.T, d *storage.Session) {
+				if err := os.WriteFile(filepath.Join(d.Location(), storage.NextFile), nil, 0o600); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -94,8 +98,8 @@ func TestRemove(t *testing.T) {
 		},
 		{
 			name: "symlink at session.next",
-			setup: func(t *testing.T, d *storage.Dir) {
-				if err := os.Symlink("/", filepath.Join(d.Path(), storage.NextFile)); err != nil {
+			setup: func(t *testing.T, d *storage.Session) {
+				if err := os.Symlink("/", filepath.Join(d.Location(), storage.NextFile)); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -120,7 +124,7 @@ func TestRemove(t *testing.T) {
 				if le.Owner != nil && le.Owner.PID != os.Getpid() {
 					t.Errorf("Remove: lock owner %+v, want this process", le.Owner)
 				}
-				if gone(t, d.Path()) {
+				if gone(t, d.Location()) {
 					t.Fatal("a refused Remove removed the session")
 				}
 				if _, err := r.Open(context.Background(), d.ID()); err != nil {
@@ -131,7 +135,7 @@ func TestRemove(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Remove: %v", err)
 			}
-			if !gone(t, d.Path()) {
+			if !gone(t, d.Location()) {
 				t.Error("the session directory is still there")
 			}
 			if _, err := r.Open(context.Background(), d.ID()); !errors.Is(err, storage.ErrNotFound) {
@@ -169,7 +173,7 @@ func TestRemoveSymlinkedSession(t *testing.T) {
 	target := mustCreate(t, newRepo(t), repository.CreateOptions{Prefix: "target"})
 	mustCreate(t, r, repository.CreateOptions{}) // makes the root
 	link := filepath.Join(r.Root(), "linked-abcdefghijkl")
-	if err := os.Symlink(target.Path(), link); err != nil {
+	if err := os.Symlink(target.Location(), link); err != nil {
 		t.Fatal(err)
 	}
 	for _, force := range []bool{false, true} {
@@ -177,7 +181,7 @@ func TestRemoveSymlinkedSession(t *testing.T) {
 			t.Errorf("Remove(force %v) = %v, want storage.ErrSymlink", force, err)
 		}
 	}
-	if gone(t, link) || gone(t, filepath.Join(target.Path(), storage.CheckpointFile)) {
+	if gone(t, link) || gone(t, filepath.Join(target.Location(), storage.CheckpointFile)) {
 		t.Error("the link or its target was removed")
 	}
 }
@@ -206,7 +210,7 @@ func TestRemoveForcedUnderWriter(t *testing.T) {
 	if err == nil {
 		t.Error("the save whose session was removed reported success")
 	}
-	if !gone(t, d.Path()) {
+	if !gone(t, d.Location()) {
 		t.Error("the removed session came back")
 	}
 	noTrash(t, r)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
-	s3store "github.com/ckpt-dev/ckpt/pkg/storage/s3"
+	"github.com/ckpt-dev/ckpt/pkg/storage/s3store"
 )
 
 // Limits on ids.
@@ -117,7 +117,7 @@ type CreateOptions struct {
 // Create makes a new session named Slug(Prefix) followed by a random suffix,
 // claimed atomically (a mkdir, or a conditional create on S3), and writes its
 // generation 0 (metadata, no payload).
-func (r *Repository) Create(ctx context.Context, o CreateOptions) (storage.Session, error) {
+func (r *Repository) Create(ctx context.Context, o CreateOptions) (*storage.Session, error) {
 	meta := checkpoint.Header{Title: o.Title, App: o.App}
 	meta.Flags = meta.SetFlags(o.Flags, nil)
 	if err := meta.Validate(); err != nil {
@@ -151,7 +151,7 @@ func randomSuffix() string {
 }
 
 // Open returns the session with the given id.
-func (r *Repository) Open(ctx context.Context, id string) (storage.Session, error) {
+func (r *Repository) Open(ctx context.Context, id string) (*storage.Session, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
@@ -207,32 +207,56 @@ func (f Filter) keep(st *storage.Status) bool {
 // listed with their error (a flag filter cannot be applied to them, so they
 // are listed whatever it says).
 func (r *Repository) List(ctx context.Context, f Filter) ([]Entry, error) {
-	names, err := r.b.names(ctx)
+	cands, err := r.b.saved(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	names = slices.DeleteFunc(names, func(id string) bool { return !f.keepID(id) })
-	entries := make([]Entry, len(names))
-	// Stat sessions a few at a time: a remote backend needs requests for
-	// each, a local one loses nothing by it.
+	cands = slices.DeleteFunc(cands, func(c candidate) bool { return !f.keepID(c.id) })
+	out, err := r.statAll(ctx, cands, f)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b Entry) int {
+		var ta, tb int64
+		if a.Status != nil {
+			ta = a.Status.Modified.UnixNano()
+		}
+		if b.Status != nil {
+			tb = b.Status.Modified.UnixNano()
+		}
+		return cmp.Or(cmp.Compare(tb, ta), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// statAll stats the sessions cands a few at a time, and returns those that
+// match f, the damaged ones included, in the order of ids. Sessions removed
+// meanwhile are left out.
+func (r *Repository) statAll(ctx context.Context, cands []candidate, f Filter) ([]Entry, error) {
+	entries := make([]Entry, len(cands))
+	// A remote backend needs requests for each session, a local one loses
+	// nothing by it.
 	var (
 		wg  sync.WaitGroup
 		sem = make(chan struct{}, listConcurrency)
 	)
-	for i, id := range names {
+	for i, c := range cands {
 		if err := ctx.Err(); err != nil {
 			break
 		}
 		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			e := Entry{ID: id}
-			if e.Err = ValidateID(id); e.Err == nil {
-				e.Status, e.Err = r.stat(ctx, id)
+		wg.Go(func() {
+			defer func() { <-sem }()
+			e := Entry{ID: c.id}
+			if e.Err = ValidateID(c.id); e.Err == nil {
+				var opts []storage.StatOption
+				if c.noLock {
+					opts = append(opts, storage.NoLockListed())
+				}
+				e.Status, e.Err = r.stat(ctx, c.id, opts...)
 			}
 			entries[i] = e
-		}()
+		})
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -248,28 +272,18 @@ func (r *Repository) List(ctx context.Context, f Filter) ([]Entry, error) {
 			out = append(out, e)
 		}
 	}
-	slices.SortFunc(out, func(a, b Entry) int {
-		var ta, tb int64
-		if a.Status != nil {
-			ta = a.Status.Modified.UnixNano()
-		}
-		if b.Status != nil {
-			tb = b.Status.Modified.UnixNano()
-		}
-		return cmp.Or(cmp.Compare(tb, ta), cmp.Compare(a.ID, b.ID))
-	})
 	return out, nil
 }
 
 // listConcurrency bounds how many sessions List stats at once.
 const listConcurrency = 16
 
-func (r *Repository) stat(ctx context.Context, id string) (*storage.Status, error) {
+func (r *Repository) stat(ctx context.Context, id string, opts ...storage.StatOption) (*storage.Status, error) {
 	s, err := r.b.open(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return s.Stat(ctx)
+	return s.Stat(ctx, opts...)
 }
 
 // Remove deletes the session with the given id. A session with a live writer

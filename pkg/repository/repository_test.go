@@ -29,13 +29,13 @@ func newRepo(t *testing.T) *repository.Repository {
 	return r
 }
 
-func mustCreate(t *testing.T, r *repository.Repository, o repository.CreateOptions) *storage.Dir {
+func mustCreate(t *testing.T, r *repository.Repository, o repository.CreateOptions) *storage.Session {
 	t.Helper()
 	s, err := r.Create(t.Context(), o)
 	if err != nil {
 		t.Fatalf("Create(%+v): %v", o, err)
 	}
-	return s.(*storage.Dir)
+	return s
 }
 
 var invalidIDs = []struct {
@@ -109,7 +109,11 @@ func TestOpenInvalidID(t *testing.T) {
 		if err := os.Mkdir(p, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := storage.Init(t.Context(), p); err != nil {
+		d, err := storage.OpenDir(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := storage.Init(t.Context(), d); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -218,15 +222,15 @@ func TestCreate(t *testing.T) {
 	if err := repository.ValidateID(d.ID()); err != nil {
 		t.Errorf("Create made an invalid id: %v", err)
 	}
-	if d.Path() != filepath.Join(r.Root(), d.ID()) {
-		t.Errorf("Path = %q, want it in the repository", d.Path())
+	if d.Location() != filepath.Join(r.Root(), d.ID()) {
+		t.Errorf("Path = %q, want it in the repository", d.Location())
 	}
-	for _, p := range []string{r.Root(), d.Path()} {
+	for _, p := range []string{r.Root(), d.Location()} {
 		if fi, err := os.Lstat(p); err != nil || fi.Mode() != fs.ModeDir|0o700 {
 			t.Errorf("mode of %s = %v, %v; want drwx------", p, fi.Mode(), err)
 		}
 	}
-	des, err := os.ReadDir(d.Path())
+	des, err := os.ReadDir(d.Location())
 	if err != nil {
 		t.Fatal(err)
 	}

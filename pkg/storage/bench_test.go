@@ -59,12 +59,30 @@ func BenchmarkSave4K(b *testing.B) { benchSave(b) }
 // the difference with BenchmarkSave4K is what history costs.
 func BenchmarkSave4KNoHistory(b *testing.B) { benchSave(b, storage.Keep(1)) }
 
-func benchSave(b *testing.B, opts ...storage.SaveOption) {
+// BenchmarkSaveMetadata4K is a metadata-only save (a step record, a mark)
+// of a session whose payload is 4 KiB: it writes a manifest, no payload.
+func BenchmarkSaveMetadata4K(b *testing.B) { benchMetadata(b, len(payload4K)) }
+
+// BenchmarkSaveMetadata64M is the same with a 64 MiB payload: format 2
+// makes it cost what the 4 KiB one costs.
+func BenchmarkSaveMetadata64M(b *testing.B) { benchMetadata(b, 64<<20) }
+
+func benchMetadata(b *testing.B, size int) {
 	ctx := context.Background()
-	s, err := storage.Init(ctx, b.TempDir())
-	if err != nil {
+	s, _ := newSession(b)
+	if _, err := s.Save(ctx, bytes.NewReader(bytes.Repeat([]byte{'x'}, size))); err != nil {
 		b.Fatal(err)
 	}
+	for b.Loop() {
+		if _, err := s.Save(ctx, nil, storage.KeepPayload(), storage.WithTitle("mark")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchSave(b *testing.B, opts ...storage.SaveOption) {
+	ctx := context.Background()
+	s, _ := newSession(b)
 	b.SetBytes(int64(len(payload4K)))
 	for b.Loop() {
 		if _, err := s.Save(ctx, bytes.NewReader(payload4K), opts...); err != nil {
@@ -76,10 +94,7 @@ func benchSave(b *testing.B, opts ...storage.SaveOption) {
 // BenchmarkLoad4K verifies and reads back a 4 KiB checkpoint.
 func BenchmarkLoad4K(b *testing.B) {
 	ctx := context.Background()
-	s, err := storage.Init(ctx, b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
+	s, _ := newSession(b)
 	if _, err := s.Save(ctx, bytes.NewReader(payload4K)); err != nil {
 		b.Fatal(err)
 	}

@@ -76,7 +76,11 @@ func TestCrashLoop(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	d, err := storage.Init(ctx, dir)
+	b, err := storage.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := storage.Init(ctx, b)
 	if err != nil {
 		t.Fatal(err)
 	}

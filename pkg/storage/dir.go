@@ -1,16 +1,15 @@
 package storage
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,17 +18,10 @@ import (
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 )
 
-// File names inside a session directory.
-const (
-	CheckpointFile = "session"
-	NextFile       = "session.next"
-	// TempPrefix starts the name of the file a writer prepares before it
-	// links it to NextFile. One left behind is an orphan of a crashed
-	// writer, harmless, swept by gc.
-	TempPrefix = ".tmp-"
-	// LogDir holds per-step logs.
-	LogDir = "logs"
-)
+// TempPrefix starts the name of a file a local writer prepares before it
+// gives it its final name. One left behind is an orphan of a crashed
+// writer, harmless, swept by gc.
+const TempPrefix = ".tmp-"
 
 // TrashPrefix starts the name a session directory is renamed to while it is
 // being removed, so that listings never see a half-removed session.
@@ -40,9 +32,18 @@ const (
 	filePerm = 0o600
 )
 
-// Dir is a session stored in a local directory. It implements Session.
-// A Dir holds no open files; it is safe for concurrent use, and any number of
-// processes may use the same directory at once.
+// copyPool holds the buffers payloads are copied through: a save of a small
+// checkpoint would otherwise spend more time allocating them than in its
+// system calls.
+var copyPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// Dir is the local Backend: a session directory on a POSIX file system. Its
+// lock is the file session.next, which a writer prepares privately (create,
+// flock, owner record) and link(2)s into place, so that session.next never
+// exists without its owner and its flock; a free flock proves a lock stale.
+// Commit writes the manifest to a private temporary file, fsyncs it and
+// renames it over session, then fsyncs the directory. A Dir holds no open
+// files and is safe for concurrent use.
 type Dir struct {
 	id   string
 	path string
@@ -50,46 +51,44 @@ type Dir struct {
 	fs   fileSystem
 }
 
-var _ Session = (*Dir)(nil)
+var (
+	_ Backend = (*Dir)(nil)
+	_ Auditor = (*Dir)(nil)
+)
 
-// Open returns the session in the directory at path. It fails with
-// ErrNotFound if there is none, and with ErrSymlink if path is a symbolic
-// link.
-func Open(path string) (*Dir, error) {
+// OpenDir returns the local backend of the session directory at path. It
+// fails with ErrNotFound if there is none, and with ErrSymlink if path is a
+// symbolic link.
+func OpenDir(path string) (*Dir, error) {
 	d := &Dir{id: filepath.Base(path), path: path, now: time.Now, fs: osFS{}}
-	if err := d.check(); err != nil {
+	if err := d.Check(context.Background()); err != nil {
 		return nil, err
 	}
 	return d, nil
 }
 
-// Init writes generation 0 of a new session into the empty directory at
-// path: a checkpoint with metadata and no payload, so that a session has its
-// title and flags before its first save.
-func Init(ctx context.Context, path string, opts ...SaveOption) (*Dir, error) {
-	d, err := Open(path)
+// Open returns the session in the directory at path; see OpenDir.
+func Open(path string) (*Session, error) {
+	d, err := OpenDir(path)
 	if err != nil {
 		return nil, err
 	}
-	c := NewSaveConfig(opts)
-	c.Init = true
-	tx, err := d.begin(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := tx.Commit(ctx, nil); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return New(d), nil
 }
 
-// ID returns the directory's base name.
+// ID implements Backend: the directory's base name.
 func (d *Dir) ID() string { return d.id }
+
+// Location implements Backend: the directory's path.
+func (d *Dir) Location() string { return d.path }
 
 // Path returns the directory's path.
 func (d *Dir) Path() string { return d.path }
 
-func (d *Dir) check() error {
+func (d *Dir) file(name string) string { return filepath.Join(d.path, name) }
+
+// Check implements Backend.
+func (d *Dir) Check(context.Context) error {
 	fi, err := os.Lstat(d.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -104,20 +103,15 @@ func (d *Dir) check() error {
 	return nil
 }
 
-func (d *Dir) file(name string) string { return filepath.Join(d.path, name) }
-
-// openRegular opens a checkpoint file for reading without following a
-// symbolic link or blocking on a planted FIFO, and checks that it is a
-// regular file. Errors name the session; test a missing file with
-// errors.Is(err, fs.ErrNotExist).
-func (d *Dir) openRegular(name string) (*os.File, os.FileInfo, error) {
-	path := d.file(name)
+// openRegular opens a file for reading without following a symbolic link or
+// blocking on a planted FIFO, and checks that it is a regular file.
+func openRegular(path string) (*os.File, os.FileInfo, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	switch {
 	case errors.Is(err, syscall.ELOOP):
-		return nil, nil, fmt.Errorf("session %s: %w: %s is a symbolic link", d.id, ErrSymlink, path)
+		return nil, nil, fmt.Errorf("%w: %s is a symbolic link", ErrSymlink, path)
 	case err != nil:
-		return nil, nil, fmt.Errorf("session %s: %w", d.id, err)
+		return nil, nil, err
 	}
 	fi, err := f.Stat()
 	if err == nil && !fi.Mode().IsRegular() {
@@ -125,231 +119,449 @@ func (d *Dir) openRegular(name string) (*os.File, os.FileInfo, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("session %s: %w", d.id, err)
+		return nil, nil, err
 	}
 	return f, fi, nil
 }
 
-// openCheckpoint opens the current checkpoint file. It returns
-// ErrNoCheckpoint when there is none.
-func (d *Dir) openCheckpoint() (*os.File, os.FileInfo, error) {
-	f, fi, err := d.openRegular(CheckpointFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := d.check(); err != nil {
-			return nil, nil, err
-		}
-		return nil, nil, fmt.Errorf("session %s: %w", d.id, ErrNoCheckpoint)
+func objectInfo(name string, fi os.FileInfo) ObjectInfo {
+	info := ObjectInfo{Name: name, Size: fi.Size(), Modified: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		info.Version = fmt.Sprintf("%d:%d:%d:%d", st.Dev, st.Ino, fi.Size(), fi.ModTime().UnixNano())
 	}
-	return f, fi, err
+	return info
 }
 
-// readHeader reads the header of the open checkpoint file f and returns it
-// with the payload size.
-func (d *Dir) readHeader(f *os.File, fi os.FileInfo) (*checkpoint.Header, int64, error) {
-	h, off, err := checkpoint.ReadHeader(bufio.NewReaderSize(f, 4096))
+// ReadHead implements Backend.
+func (d *Dir) ReadHead(_ context.Context, name string, n int64) ([]byte, ObjectInfo, error) {
+	f, fi, err := openRegular(d.file(name))
 	if err != nil {
-		return nil, 0, fmt.Errorf("session %s: %s: %w", d.id, f.Name(), err)
-	}
-	return h, max(fi.Size()-off-checkpoint.TrailerSize, 0), nil
-}
-
-// current returns the current checkpoint's header and payload size, or nil,
-// 0 if the session has no checkpoint file.
-func (d *Dir) current() (*checkpoint.Header, int64, error) {
-	f, fi, err := d.openCheckpoint()
-	if errors.Is(err, ErrNoCheckpoint) {
-		return nil, 0, nil
-	}
-	if err != nil {
-		return nil, 0, err
+		return nil, ObjectInfo{}, err
 	}
 	defer f.Close()
-	return d.readHeader(f, fi)
+	b := make([]byte, min(n, fi.Size()))
+	k, err := f.ReadAt(b, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, ObjectInfo{}, err
+	}
+	return b[:k], objectInfo(name, fi), nil
 }
 
-// Stat implements Session.
-func (d *Dir) Stat(ctx context.Context) (*Status, error) {
-	h, size, err := d.current()
+// dirObject is an open file: it stays readable, unchanged, when a writer
+// replaces or removes its name, since files are never changed in place.
+type dirObject struct {
+	*os.File
+	size int64
+}
+
+func (o dirObject) Size() int64 { return o.size }
+
+// Open implements Backend.
+func (d *Dir) Open(_ context.Context, name string) (Object, error) {
+	f, fi, err := openRegular(d.file(name))
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{ID: d.id, Header: h, Size: size}
-	if h != nil {
-		st.Modified = h.Saved
-	} else if fi, err := os.Lstat(d.path); err == nil {
-		st.Modified = fi.ModTime()
-	}
-	if st.Lock, err = inspectLock(d.file(NextFile), d.now()); err != nil {
-		return nil, fmt.Errorf("session %s: inspect lock: %w", d.id, err)
-	}
-	return st, nil
+	return dirObject{f, fi.Size()}, nil
 }
 
-// Load implements Session. Without options it returns the current
-// checkpoint or, when that fails its integrity check, the newest intact
-// older generation, naming the damaged ones in Checkpoint.Skipped.
-func (d *Dir) Load(ctx context.Context, opts ...LoadOption) (*Checkpoint, error) {
-	c := NewLoadConfig(opts)
-	if c.Generation != nil {
-		return d.loadGeneration(*c.Generation)
-	}
-	cp, err := d.loadFile(CheckpointFile)
-	var ce *checkpoint.CorruptError
-	if err == nil || c.Strict || !errors.As(err, &ce) {
-		return cp, err
-	}
-	gens, herr := d.historyGenerations()
-	if herr != nil {
-		return nil, errors.Join(err, herr)
-	}
-	skipped := []error{err}
-	for _, g := range gens {
-		cp, gerr := d.loadFile(historyName(g))
-		if gerr == nil {
-			cp.Skipped = skipped
-			return cp, nil
+// createTemp creates a private temporary file in the session directory.
+func (d *Dir) createTemp(kind string) (file, string, error) {
+	name := d.file(TempPrefix + kind + "-" + randomHex(6))
+	f, err := d.fs.CreateExcl(name, filePerm)
+	if err != nil {
+		if cerr := d.Check(context.Background()); cerr != nil {
+			return nil, "", cerr
 		}
-		if errors.Is(gerr, fs.ErrNotExist) {
-			continue // pruned while we looked
-		}
-		if errors.Is(gerr, ErrNoCheckpoint) {
-			break // this and older generations hold no payload
-		}
-		skipped = append(skipped, gerr)
+		return nil, "", err
 	}
-	if len(skipped) == 1 {
-		return nil, err
-	}
-	return nil, fmt.Errorf("session %s: no intact generation left: %w", d.id, errors.Join(skipped...))
+	return f, name, nil
 }
 
-func (d *Dir) loadGeneration(n uint64) (*Checkpoint, error) {
-	h, _, err := d.current()
-	if err == nil && h != nil && h.Generation == n && n > 0 {
-		return d.loadFile(CheckpointFile)
+// writeTemp writes r into a new temporary file and fsyncs it.
+func (d *Dir) writeTemp(ctx context.Context, kind string, r io.Reader) (string, int64, error) {
+	f, tmp, err := d.createTemp(kind)
+	if err != nil {
+		return "", 0, err
 	}
-	cp, err := d.loadFile(historyName(n))
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := d.check(); err != nil {
-			return nil, err
-		}
-		return nil, fmt.Errorf("session %s: generation %d: %w", d.id, n, ErrNoGeneration)
+	buf := copyPool.Get().(*[]byte)
+	defer copyPool.Put(buf)
+	// The struct hides r's WriterTo, so that the copy goes through buf.
+	n, err := io.CopyBuffer(f, struct{ io.Reader }{r}, *buf)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err == nil && cp.Header.Generation != n {
-		cp.Close()
-		return nil, fmt.Errorf("session %s: %s: %w", d.id, historyName(n), &checkpoint.CorruptError{Reason: fmt.Sprintf("holds generation %d, not %d", cp.Header.Generation, n)})
-	}
-	return cp, err
-}
-
-// loadFile verifies the checkpoint file name and returns it open, positioned
-// on its payload.
-func (d *Dir) loadFile(name string) (*Checkpoint, error) {
-	var (
-		f   *os.File
-		fi  os.FileInfo
-		err error
-	)
-	if name == CheckpointFile {
-		f, fi, err = d.openCheckpoint()
-	} else {
-		f, fi, err = d.openRegular(name)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
-		return nil, err
+		return "", 0, errors.Join(err, d.removeQuiet(tmp))
 	}
-	info, err := checkpoint.Verify(f, fi.Size())
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("session %s: %s: %w", d.id, f.Name(), err)
-	}
-	if info.Header.Generation == 0 || info.Header.NoPayload {
-		f.Close()
-		return nil, fmt.Errorf("session %s: %w", d.id, ErrNoCheckpoint)
-	}
-	return &Checkpoint{
-		Header: info.Header,
-		Size:   info.PayloadSize,
-		ReadCloser: struct {
-			io.Reader
-			io.Closer
-		}{io.NewSectionReader(f, info.PayloadOffset, info.PayloadSize), f},
-	}, nil
+	return tmp, n, nil
 }
 
-// Save implements Session: it is Begin followed by Commit.
-func (d *Dir) Save(ctx context.Context, payload io.Reader, opts ...SaveOption) (*Saved, error) {
-	tx, err := d.begin(ctx, NewSaveConfig(opts))
-	if err != nil {
-		return nil, err
-	}
-	return tx.Commit(ctx, payload)
-}
-
-// currentForUpdate reads the current checkpoint under the lock. With
-// KeepPayload it also verifies it and returns it open, positioned on its
-// payload.
-func (d *Dir) currentForUpdate(c *SaveConfig) (*checkpoint.Header, io.ReadCloser, error) {
-	if !c.KeepPayload {
-		h, _, err := d.current()
-		return h, nil, err
-	}
-	cp, err := d.loadFile(CheckpointFile)
-	switch {
-	case errors.Is(err, ErrNoCheckpoint):
-		// Generation 0 has no payload to keep, but has metadata.
-		h, _, err := d.current()
-		return h, nil, err
-	case err != nil:
-		return nil, nil, err
-	}
-	return cp.Header, cp, nil
-}
-
-// rotate keeps the checkpoint being replaced as history, hard-linked as
-// session.<generation>, and removes generations that fall out of the last
-// keep. It runs before the rename, so that at every moment an intact
-// checkpoint is on disk under its final name.
-func (d *Dir) rotate(prev *checkpoint.Header, newGen uint64, keep int) error {
-	if keep <= 0 {
-		keep = DefaultKeep
-	}
-	if keep > 1 && prev != nil && prev.Generation > 0 {
-		name := d.file(historyName(prev.Generation))
-		err := d.fs.Link(d.file(CheckpointFile), name)
-		if errors.Is(err, fs.ErrExist) && sameName(d.file(CheckpointFile), name) {
-			// Left by a save that failed after this step: the same file.
-			err = nil
-		}
-		if err != nil {
-			return fmt.Errorf("session %s: keep generation %d: %w", d.id, prev.Generation, err)
-		}
-	}
-	gens, err := d.historyGenerations()
-	if err != nil {
+func (d *Dir) removeQuiet(path string) error {
+	if err := d.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
-	}
-	for _, g := range gens {
-		if g+uint64(keep) <= newGen {
-			if err := d.fs.Remove(d.file(historyName(g))); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("session %s: drop generation %d: %w", d.id, g, err)
-			}
-		}
 	}
 	return nil
 }
 
-// BreakLock implements Session. It holds the lock file's flock while it
-// decides and removes, and removes only the file it judged.
-func (d *Dir) BreakLock(ctx context.Context, force bool) (*Lock, error) {
-	if err := d.check(); err != nil {
+// Create implements Backend: a temporary file, written and fsynced, then
+// linked to name, which fails if name exists.
+func (d *Dir) Create(ctx context.Context, name string, r io.Reader) (int64, error) {
+	tmp, n, err := d.writeTemp(ctx, "create", r)
+	if err != nil {
+		return 0, err
+	}
+	defer d.removeQuiet(tmp)
+	if err := d.fs.Link(tmp, d.file(name)); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Put implements Backend: a temporary file, written and fsynced, then
+// renamed over name (a symbolic link planted there is replaced, not
+// followed).
+func (d *Dir) Put(ctx context.Context, name string, data []byte) error {
+	tmp, _, err := d.writeTemp(ctx, "put", strings.NewReader(string(data)))
+	if err != nil {
+		return err
+	}
+	if err := d.fs.Rename(tmp, d.file(name)); err != nil {
+		return errors.Join(err, d.removeQuiet(tmp))
+	}
+	return nil
+}
+
+// Copy implements Backend with a hard link, made under a temporary name and
+// renamed over dst.
+func (d *Dir) Copy(_ context.Context, src, dst string) error {
+	tmp := d.file(TempPrefix + "copy-" + randomHex(6))
+	if err := d.fs.Link(d.file(src), tmp); err != nil {
+		return err
+	}
+	if err := d.fs.Rename(tmp, d.file(dst)); err != nil {
+		return errors.Join(err, d.removeQuiet(tmp))
+	}
+	return nil
+}
+
+// Commit implements Backend: the manifest is written to a private
+// temporary file and fsynced; if the lock is still this writer's and
+// session is still the base, the file is renamed over session and the
+// directory fsynced. Renaming only its own file, a writer whose lock was
+// broken can never make another writer's unfinished file current.
+func (d *Dir) Commit(ctx context.Context, held Held, base string, data []byte) (err error) {
+	tmp, _, err := d.writeTemp(ctx, "session", strings.NewReader(string(data)))
+	if err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, d.removeQuiet(tmp))
+		}
+	}()
+	// The checks and the rename happen under the directory's flock, which
+	// BreakLock takes too: a lock cannot be broken between them.
+	unlock, err := d.lockDir()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := held.Check(ctx); err != nil {
+		return err
+	}
+	var now string
+	if fi, err := os.Lstat(d.file(CheckpointFile)); err == nil {
+		now = objectInfo(CheckpointFile, fi).Version
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if now != base {
+		return fmt.Errorf("%w: %s changed under the lock", ErrConflict, CheckpointFile)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := d.fs.Rename(tmp, d.file(CheckpointFile)); err != nil {
+		return fmt.Errorf("rename manifest: %w", err)
+	}
+	if err := d.fs.SyncDir(d.path); err != nil {
+		return fmt.Errorf("the manifest was renamed into place but may not survive a crash: sync directory: %w", err)
+	}
+	return nil
+}
+
+// lockDir takes an exclusive flock on the session directory, which orders
+// a commit's last checks and rename against BreakLock, and returns the
+// function that lets go of it.
+func (d *Dir) lockDir() (func(), error) {
+	f, err := os.OpenFile(d.path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("session %s: %w", d.id, err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil && !errors.Is(err, unix.ENOLCK) && !errors.Is(err, unix.EOPNOTSUPP) {
+		f.Close()
+		return nil, fmt.Errorf("session %s: lock directory: %w", d.id, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// List implements Backend: the session directory's entries, temporary
+// files and logs excepted.
+func (d *Dir) List(context.Context) ([]ObjectInfo, error) {
+	des, err := os.ReadDir(d.path)
+	if err != nil {
+		if cerr := d.Check(context.Background()); cerr != nil {
+			return nil, cerr
+		}
 		return nil, err
 	}
+	out := make([]ObjectInfo, 0, len(des))
+	for _, de := range des {
+		name := de.Name()
+		if strings.HasPrefix(name, TempPrefix) || name == LogDir {
+			continue
+		}
+		fi, err := de.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, objectInfo(name, fi))
+	}
+	return out, nil
+}
+
+// Delete implements Backend.
+func (d *Dir) Delete(_ context.Context, names ...string) error {
+	var errs []error
+	for _, name := range names {
+		if err := d.removeQuiet(d.file(name)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Destroy implements Backend: the directory is first renamed to a hidden
+// trash name in the repository, atomically, then deleted.
+func (d *Dir) Destroy(context.Context) error {
+	trash := filepath.Join(filepath.Dir(d.path), TrashPrefix+d.id+"-"+randomHex(6))
+	if err := os.Rename(d.path, trash); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("session %s: %w", d.id, ErrNotFound)
+		}
+		return fmt.Errorf("session %s: remove: %w", d.id, err)
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		return fmt.Errorf("session %s: removed from the repository, but deleting %s failed: %w", d.id, trash, err)
+	}
+	return nil
+}
+
+// logDir returns the logs directory, created if need be, refusing a
+// symbolic link or anything but a directory there.
+func (d *Dir) logDir() (string, error) {
+	dir := d.file(LogDir)
+	if err := os.Mkdir(dir, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", err
+	}
+	switch fi, err := os.Lstat(dir); {
+	case err != nil:
+		return "", err
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return "", fmt.Errorf("%w: %s is a symbolic link", ErrSymlink, dir)
+	case !fi.IsDir():
+		return "", fmt.Errorf("%s is not a directory", dir)
+	}
+	return dir, nil
+}
+
+// CreateLog implements Backend: a new file, renamed over logs/STEP.log at
+// once, so that a hard link, FIFO or symbolic link planted there is
+// replaced, never written through or blocked on.
+func (d *Dir) CreateLog(_ context.Context, step string) (io.WriteCloser, error) {
+	if err := d.Check(context.Background()); err != nil {
+		return nil, err
+	}
+	dir, err := d.logDir()
+	if err != nil {
+		return nil, err
+	}
+	tmp := filepath.Join(dir, TempPrefix+step+"-"+randomHex(6))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, filePerm)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, step+".log")); err != nil {
+		return nil, errors.Join(err, f.Close(), os.Remove(tmp))
+	}
+	return f, nil
+}
+
+// OpenLog implements Backend.
+func (d *Dir) OpenLog(_ context.Context, step string) (io.ReadCloser, error) {
+	f, _, err := openRegular(filepath.Join(d.path, LogDir, step+".log"))
+	return f, err
+}
+
+// temps returns the temporary files of writers that are gone: no flock
+// held, last changed before cutoff.
+func (d *Dir) temps(cutoff time.Time) ([]string, error) {
+	des, err := os.ReadDir(d.path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, de := range des {
+		path := d.file(de.Name())
+		if !strings.HasPrefix(de.Name(), TempPrefix) || lockHeld(path) {
+			continue
+		}
+		if fi, err := de.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			out = append(out, path)
+		}
+	}
+	return out, nil
+}
+
+// SweepTemp implements Backend.
+func (d *Dir) SweepTemp(_ context.Context, cutoff time.Time, dryRun bool) ([]string, error) {
+	paths, err := d.temps(cutoff)
+	if err != nil || dryRun {
+		return paths, err
+	}
+	for _, p := range paths {
+		if err := d.removeQuiet(p); err != nil {
+			return nil, err
+		}
+	}
+	return paths, nil
+}
+
+// Audit implements Auditor: orphaned temporary files, and permissions that
+// let others in.
+func (d *Dir) Audit(context.Context) ([]Problem, error) {
+	var out []Problem
+	temps, err := d.temps(d.now().Add(-CreateGrace))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range temps {
+		out = append(out, Problem{Kind: ProblemOrphan, Path: p, Detail: "temporary file of a writer that is gone"})
+	}
+	if fi, err := os.Lstat(d.path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		out = append(out, Problem{Kind: ProblemPermissions, Path: d.path, Detail: fmt.Sprintf("mode %#o, want %#o", fi.Mode().Perm(), dirPerm)})
+	}
+	des, err := os.ReadDir(d.path)
+	if err != nil {
+		return nil, err
+	}
+	for _, de := range des {
+		fi, err := de.Info()
+		if err == nil && fi.Mode().Type() == 0 && fi.Mode().Perm()&0o077 != 0 && !strings.HasPrefix(de.Name(), TempPrefix) {
+			out = append(out, Problem{Kind: ProblemPermissions, Path: d.file(de.Name()), Detail: fmt.Sprintf("mode %#o, want %#o", fi.Mode().Perm(), filePerm)})
+		}
+	}
+	return out, nil
+}
+
+// dirHeld is the lock of a Dir: session.next, open, with its flock held.
+type dirHeld struct {
+	d    *Dir
+	f    file
+	once sync.Once
+}
+
+// Lock implements Backend. It creates a private temporary file, takes its
+// flock, writes the owner record and links the file to session.next.
+// link(2), like O_EXCL, fails if session.next exists, so only one writer
+// holds it; unlike a plain O_EXCL create, it makes session.next appear with
+// its owner and flock already in place, so that nobody ever sees a lock
+// file that cannot be judged.
+func (d *Dir) Lock(ctx context.Context, owner *checkpoint.Owner) (_ Held, err error) {
+	f, tmp, err := d.createTemp(NextFile)
+	if err != nil {
+		return nil, fmt.Errorf("session %s: create lock file: %w", d.id, err)
+	}
+	h := &dirHeld{d: d, f: f}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, d.removeQuiet(tmp), h.Release(ctx))
+		}
+	}()
+	// Nobody else knows this file yet: the flock is ours at once.
+	if err := unix.Flock(int(f.OS().Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return nil, fmt.Errorf("session %s: flock lock file: %w", d.id, err)
+	}
+	rec, err := checkpoint.EncodeManifest(&checkpoint.Header{Saved: owner.Started, Created: owner.Started, Owner: owner})
+	if err != nil {
+		return nil, fmt.Errorf("session %s: %w", d.id, err)
+	}
+	if _, err := f.Write(rec); err != nil {
+		return nil, fmt.Errorf("session %s: write lock file: %w", d.id, err)
+	}
+	if err := d.fs.Link(tmp, d.file(NextFile)); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, d.lockedError()
+		}
+		return nil, fmt.Errorf("session %s: link %s: %w", d.id, NextFile, err)
+	}
+	if err := d.fs.Remove(tmp); err != nil {
+		return nil, fmt.Errorf("session %s: remove lock temp file: %w", d.id, err)
+	}
+	return h, nil
+}
+
+// Check implements Held.
+func (h *dirHeld) Check(context.Context) error {
+	if !sameFile(h.f.OS(), h.d.file(NextFile)) {
+		return &LockedError{Session: h.d.id, Lost: true, Lock: Lock{Reason: "this writer's lock was broken while it was saving; nothing was saved"}}
+	}
+	return nil
+}
+
+// Release implements Held: it removes session.next if it is still this
+// writer's, and closes the file, which lets go of the flock.
+func (h *dirHeld) Release(context.Context) error {
+	var err error
+	h.once.Do(func() {
+		next := h.d.file(NextFile)
+		if sameFile(h.f.OS(), next) {
+			err = h.d.removeQuiet(next)
+		}
+		if cerr := h.f.Close(); cerr != nil && !errors.Is(cerr, os.ErrClosed) {
+			err = errors.Join(err, cerr)
+		}
+	})
+	return err
+}
+
+// InspectLock implements Backend.
+func (d *Dir) InspectLock(context.Context) (*Lock, error) {
+	return inspectLock(d.file(NextFile), d.now())
+}
+
+// BreakLock implements Backend. It holds the lock file's flock while it
+// decides and removes, and removes only the file it judged.
+func (d *Dir) BreakLock(ctx context.Context, force bool) (*Lock, error) {
 	next := d.file(NextFile)
 	f, err := os.OpenFile(next, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, d.sweepOrphans()
+		_, err := d.SweepTemp(ctx, d.now().Add(-CreateGrace), false)
+		return nil, err
 	case errors.Is(err, syscall.ELOOP):
 		if err := os.Remove(next); err != nil {
 			return nil, fmt.Errorf("session %s: break lock: %w", d.id, err)
@@ -366,6 +578,11 @@ func (d *Dir) BreakLock(ctx context.Context, force bool) (*Lock, error) {
 	if !l.Stale && !force {
 		return nil, &LockedError{Session: d.id, Lock: *l}
 	}
+	unlock, err := d.lockDir()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if !sameFile(f, next) {
 		// Its writer finished or aborted while we looked: nothing to break.
 		return nil, nil
@@ -373,70 +590,7 @@ func (d *Dir) BreakLock(ctx context.Context, force bool) (*Lock, error) {
 	if err := os.Remove(next); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("session %s: break lock: %w", d.id, err)
 	}
-	return l, errors.Join(d.sweepOrphans(), d.fs.SyncDir(d.path))
-}
-
-// Remove implements Session. Unless forced it holds the session's lock
-// while it checks and removes. The directory is first renamed to a hidden
-// trash name in the repository, atomically, then deleted.
-func (d *Dir) Remove(ctx context.Context, force bool, opts ...RemoveOption) error {
-	c := NewRemoveConfig(opts)
-	if err := d.check(); err != nil {
-		return err
-	}
-	if !force {
-		w, err := d.lockForRemove(ctx)
-		if err != nil {
-			return err
-		}
-		// After the rename below session.next is gone with the directory,
-		// and abort only closes the file.
-		defer w.abort()
-	}
-	if c.IfGeneration != nil {
-		h, _, err := d.current()
-		if err != nil {
-			return err
-		}
-		var gen uint64
-		if h != nil {
-			gen = h.Generation
-		}
-		if gen != *c.IfGeneration {
-			return fmt.Errorf("session %s: %w: expected generation %d, the current one is %d", d.id, ErrConflict, *c.IfGeneration, gen)
-		}
-	}
-	trash := filepath.Join(filepath.Dir(d.path), TrashPrefix+d.id+"-"+randomHex())
-	if err := os.Rename(d.path, trash); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("session %s: %w", d.id, ErrNotFound)
-		}
-		return fmt.Errorf("session %s: remove: %w", d.id, err)
-	}
-	if err := os.RemoveAll(trash); err != nil {
-		return fmt.Errorf("session %s: removed from the repository, but deleting %s failed: %w", d.id, trash, err)
-	}
-	return nil
-}
-
-// lockForRemove takes the session's lock for Remove, breaking a stale one: a
-// session whose writer is gone can be removed.
-func (d *Dir) lockForRemove(ctx context.Context) (*writer, error) {
-	h := &checkpoint.Header{Saved: d.now().UTC(), Owner: CurrentOwner("ckpt remove", d.now())}
-	for attempt := 0; ; attempt++ {
-		w, err := d.lock(h)
-		var le *LockedError
-		if !errors.As(err, &le) || !le.Stale || attempt == 3 {
-			return w, err
-		}
-		if _, err := d.BreakLock(ctx, false); err != nil {
-			return nil, err
-		}
-	}
-}
-
-func randomHex() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	return hex.EncodeToString(b[:])
+	// The temporary files of writers that are gone go with their lock.
+	_, err = d.SweepTemp(ctx, d.now().Add(-CreateGrace), false)
+	return l, errors.Join(err, d.fs.SyncDir(d.path))
 }

@@ -2,41 +2,49 @@
 // each is all old or all new, loads only checkpoints that pass their integrity
 // check, and reports who holds a session's lock.
 //
-// Session is the interface every backend offers; Dir is the local one, a
-// session directory on a POSIX file system holding two names:
+// A Session is the protocol, written once; a Backend stores its objects: Dir,
+// a local directory, or an S3 prefix (package s3store). A session holds:
 //
-//	session       the current checkpoint (see package checkpoint)
-//	session.next  the checkpoint being written; its existence is the lock
+//	session         the current manifest (format 2, see package checkpoint):
+//	                metadata, and the name, size and SHA-256 of the payload
+//	session.next    the writer's lock; a leftover one means a writer is
+//	                active or has crashed
+//	session.<n>     the manifests of kept generations
+//	payload-<hex>   payloads, immutable, shared by every generation that
+//	                names them
+//	logs/<step>.log the logs of steps
 //
-// A save prepares its lock file privately: it creates a ".tmp-" file, takes
-// an flock on it and writes the checkpoint header, which names the owner
-// (pid, host, user, start time, command). It then link(2)s the file to
-// session.next, which, like O_CREAT|O_EXCL, fails if session.next exists, so
-// that only one writer holds the lock and session.next never exists without
-// its owner and its flock. Under the lock it reads the current generation
-// (and checks IfGeneration), streams the payload, fsyncs, keeps the
-// generation it replaces as the hard link session.<generation> (see Keep),
-// re-checks that session.next is still the file it created, renames it over
-// session and fsyncs the directory. Every failure before the rename removes
-// session.next and leaves session untouched; every failure is returned, none
-// is swallowed. A Tx (Begin, Lock, Run) holds the lock between the read and
-// the write of a read-modify-write.
+// A save takes the lock, reads the current manifest under it (and checks
+// IfGeneration), writes the payload as a new object — while, on S3, the
+// manifest it replaces is written as history — and then commits the new
+// manifest with the backend's one conditional primitive, Commit: it applies
+// only if the lock is still this writer's and the current manifest is still
+// the one it read. The payload is stored whole before the manifest that
+// names it exists, so a committed manifest never names a missing or partial
+// payload. After the commit the save removes what no kept generation
+// reaches and releases the lock. Every failure before the commit removes
+// what the save wrote and leaves the session as it was; every failure is
+// returned, none is swallowed.
 //
-// A session.next found by anyone but its writer means a writer is active or
-// has crashed. Its flock tells the two apart: a live writer holds it until its
-// rename, and the kernel releases it when the writer dies. A session.next
-// whose flock is free is therefore provably stale. A held flock always means
-// a live writer, even if its pid is not visible from here (another pid
-// namespace). Only where the file system cannot tell (flock unsupported) is a
-// pid that no longer exists on the writer's host taken as proof. A file
-// without an owner (not made by ckpt) is given a short grace period.
+// A generation that changes metadata only (KeepPayload: a step record, a
+// flag, a title) names the payload of the one before: it reads, hashes and
+// writes no payload byte. History keeps, besides the current generation,
+// the newest manifest of each of the Keep-1 payloads before it, so that
+// metadata-only generations never push a payload out.
 //
-// A writer whose lock was broken (BreakLock with force) notices before it
-// changes anything and fails with a LockedError whose Lost is set. A forced
-// break can still race with a writer between that check and its rename:
-// force is for writers known to be gone.
+// Load verifies before it hands out the first byte: the payload object
+// against the manifest's size and SHA-256. When the current generation is
+// damaged it falls back to the newest intact kept one. A reader never blocks
+// and never sees a partial object; if writers commit and prune under it, it
+// starts over.
 //
-// The guarantees rest on rename(2) being atomic and on fsync(2) reaching
-// stable storage, as on local ext4, xfs, btrfs and tmpfs. flock(2) is not
-// reliable on every network file system; on NFS, staleness cannot be proved.
+// Sessions written by format 1 (a single file holding header and payload)
+// stay readable: Load, History, Verify and Stat read them, and the next save
+// writes format 2, keeping the format-1 files as history.
+//
+// Locally, the guarantees rest on rename(2) being atomic and on fsync(2)
+// reaching stable storage, as on local ext4, xfs, btrfs and tmpfs; a lock's
+// staleness is proved by its flock, which is not reliable on every network
+// file system. On S3 they rest on the server honouring If-Match and
+// If-None-Match on PutObject, which s3store checks before it is used.
 package storage

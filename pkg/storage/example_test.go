@@ -28,7 +28,11 @@ func ExampleOpen() {
 	ctx := context.Background()
 
 	// The first run: generation 0 holds the metadata, generation 1 the state.
-	s, err := storage.Init(ctx, dir, storage.WithTitle("nightly run"), storage.WithFlags([]string{"incomplete"}, nil))
+	d, err := storage.OpenDir(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	s, err := storage.Init(ctx, d, storage.WithTitle("nightly run"), storage.WithFlags([]string{"incomplete"}, nil))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -71,7 +75,11 @@ func ExampleIfGeneration() {
 		log.Fatal(err)
 	}
 	ctx := context.Background()
-	s, err := storage.Init(ctx, dir)
+	d, err := storage.OpenDir(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	s, err := storage.Init(ctx, d)
 	if err != nil {
 		log.Fatal(err)
 	}

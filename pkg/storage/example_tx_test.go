@@ -17,7 +17,7 @@ import (
 // Run makes a read-modify-write atomic: the lock is held from the read to
 // the commit, and a Waiter waits up to its Max for other writers instead of
 // failing at once.
-func ExampleDir_Run() {
+func ExampleSession_Run() {
 	repo, err := os.MkdirTemp("", "ckpt-example-")
 	if err != nil {
 		log.Fatal(err)
@@ -28,11 +28,15 @@ func ExampleDir_Run() {
 		log.Fatal(err)
 	}
 	ctx := context.Background()
-	s, err := storage.Init(ctx, dir)
+	d, err := storage.OpenDir(dir)
 	if err != nil {
 		log.Fatal(err)
 	}
-	increment := func(ctx context.Context, tx storage.Tx) error {
+	s, err := storage.Init(ctx, d)
+	if err != nil {
+		log.Fatal(err)
+	}
+	increment := func(ctx context.Context, tx *storage.Tx) error {
 		n := 0
 		if tx.Base().Generation > 0 {
 			cp, err := tx.Load(ctx)
@@ -71,7 +75,7 @@ func ExampleDir_Run() {
 }
 
 // Lock returns the function that releases the lock, for a defer.
-func ExampleDir_Lock() {
+func ExampleSession_Lock() {
 	repo, err := os.MkdirTemp("", "ckpt-example-")
 	if err != nil {
 		log.Fatal(err)
@@ -82,7 +86,11 @@ func ExampleDir_Lock() {
 		log.Fatal(err)
 	}
 	ctx := context.Background()
-	s, err := storage.Init(ctx, dir)
+	d, err := storage.OpenDir(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	s, err := storage.Init(ctx, d)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"io/fs"
@@ -14,7 +15,7 @@ import (
 
 // newDir makes an empty session directory, mode 0700, in a fresh temporary
 // repository and returns its path.
-func newDir(t *testing.T) string {
+func newDir(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "sess-test")
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -23,53 +24,70 @@ func newDir(t *testing.T) string {
 	return dir
 }
 
-// newSession returns a session at generation 0.
-func newSession(t *testing.T, opts ...storage.SaveOption) *storage.Dir {
+// newLocal returns the local backend of a new, empty session directory.
+func newLocal(t testing.TB) *storage.Dir {
 	t.Helper()
-	d, err := storage.Init(t.Context(), newDir(t), opts...)
+	d, err := storage.OpenDir(newDir(t))
 	if err != nil {
-		t.Fatalf("Init: %v", err)
+		t.Fatal(err)
 	}
 	return d
 }
 
-func mustSave(t *testing.T, d *storage.Dir, payload string, opts ...storage.SaveOption) *storage.Saved {
+// newSession returns a local session at generation 0, and its directory.
+func newSession(t testing.TB, opts ...storage.SaveOption) (*storage.Session, string) {
 	t.Helper()
-	s, err := d.Save(t.Context(), strings.NewReader(payload), opts...)
+	d := newLocal(t)
+	s, err := storage.Init(context.Background(), d, opts...)
+	if err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	return s, d.Path()
+}
+
+func mustSave(t testing.TB, s *storage.Session, payload string, opts ...storage.SaveOption) *storage.Saved {
+	t.Helper()
+	saved, err := s.Save(context.Background(), strings.NewReader(payload), opts...)
 	if err != nil {
 		t.Fatalf("Save(%.20q): %v", payload, err)
 	}
-	return s
+	return saved
 }
 
-// mustLoad loads and reads the whole current checkpoint.
-func mustLoad(t *testing.T, d *storage.Dir) (*storage.Checkpoint, string) {
+// mustLoad loads and reads the whole checkpoint that opts select.
+func mustLoad(t testing.TB, s *storage.Session, opts ...storage.LoadOption) (*storage.Checkpoint, string) {
 	t.Helper()
-	cp, err := d.Load(t.Context())
+	cp, err := s.Load(context.Background(), opts...)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	defer cp.Close()
-	b, err := io.ReadAll(cp)
+	got, err := readAllClose(cp)
 	if err != nil {
 		t.Fatalf("reading the loaded checkpoint: %v", err)
 	}
-	if int64(len(b)) != cp.Size {
-		t.Errorf("Load: read %d bytes, Size says %d", len(b), cp.Size)
+	if int64(len(got)) != cp.Size {
+		t.Errorf("Load: read %d bytes, Size says %d", len(got), cp.Size)
 	}
-	return cp, string(b)
+	return cp, got
 }
 
-// wantLoad checks that the current checkpoint is generation gen with payload.
-func wantLoad(t *testing.T, d *storage.Dir, gen uint64, payload string) {
+// wantLoad checks that the current checkpoint is generation gen with
+// payload, intact (a strict load).
+func wantLoad(t testing.TB, s *storage.Session, gen uint64, payload string) {
 	t.Helper()
-	cp, got := mustLoad(t, d)
+	cp, got := mustLoad(t, s, storage.Strict())
 	if cp.Header.Generation != gen || got != payload {
 		t.Errorf("Load = generation %d, %.40q; want generation %d, %.40q", cp.Header.Generation, got, gen, payload)
 	}
 }
 
-func exists(t *testing.T, path string) bool {
+func readAllClose(cp *storage.Checkpoint) (string, error) {
+	defer cp.Close()
+	b, err := io.ReadAll(cp)
+	return string(b), err
+}
+
+func exists(t testing.TB, path string) bool {
 	t.Helper()
 	_, err := os.Lstat(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -78,11 +96,11 @@ func exists(t *testing.T, path string) bool {
 	return err == nil
 }
 
-// wantNoNext checks that no writer's file is left: neither session.next nor
-// a temporary file it was prepared under.
-func wantNoNext(t *testing.T, d *storage.Dir) {
+// wantNoNext checks that no writer's file is left in the session directory
+// dir: neither session.next nor a temporary file.
+func wantNoNext(t testing.TB, dir string) {
 	t.Helper()
-	des, err := os.ReadDir(d.Path())
+	des, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +113,7 @@ func wantNoNext(t *testing.T, d *storage.Dir) {
 
 // lockedError returns err as a *LockedError, failing the test if it is not
 // one.
-func lockedError(t *testing.T, what string, err error) *storage.LockedError {
+func lockedError(t testing.TB, what string, err error) *storage.LockedError {
 	t.Helper()
 	var le *storage.LockedError
 	if !errors.As(err, &le) {

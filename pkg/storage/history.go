@@ -6,58 +6,43 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 )
 
-// historyName is the file name of kept generation n: session.<n>.
-func historyName(n uint64) string {
-	return CheckpointFile + "." + strconv.FormatUint(n, 10)
+func sortNewestFirst(gens []uint64) {
+	slices.SortFunc(gens, func(a, b uint64) int { return cmp.Compare(b, a) })
 }
 
-// parseHistoryName returns the generation a history file name stands for.
-func parseHistoryName(name string) (uint64, bool) {
-	s, ok := strings.CutPrefix(name, CheckpointFile+".")
-	if !ok || s == "" || s[0] == '0' {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	return n, err == nil
-}
+// path names object name of the session for messages.
+func (s *Session) path(name string) string { return s.b.Location() + "/" + name }
 
-// historyGenerations returns the generations kept as history files, newest
-// first.
-func (d *Dir) historyGenerations() ([]uint64, error) {
-	des, err := os.ReadDir(d.path)
-	if err != nil {
-		return nil, fmt.Errorf("session %s: %w", d.id, err)
+// History returns every generation kept, newest first, each verified. A
+// generation that holds no payload (a session never saved) is not listed.
+func (s *Session) History(ctx context.Context) ([]Generation, error) {
+	cur, err := s.readManifest(ctx, CheckpointFile)
+	var out []Generation
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := s.b.Check(ctx); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	case err != nil:
+		out = append(out, Generation{Current: true, Path: s.path(CheckpointFile), Err: err})
+		cur = nil
 	}
-	var gens []uint64
-	for _, de := range des {
-		if n, ok := parseHistoryName(de.Name()); ok {
-			gens = append(gens, n)
+	checked := map[string]error{} // payload object → verdict
+	if cur != nil {
+		if g, ok := s.generation(ctx, cur, checked); ok {
+			g.Current = true
+			out = append(out, g)
 		}
 	}
-	slices.SortFunc(gens, func(a, b uint64) int { return cmp.Compare(b, a) })
-	return gens, nil
-}
-
-// History implements Session. It reads every kept generation in full.
-func (d *Dir) History(ctx context.Context) ([]Generation, error) {
-	if err := d.check(); err != nil {
-		return nil, err
-	}
-	var out []Generation
-	if g, ok := d.generation(CheckpointFile); ok {
-		g.Current = true
-		out = append(out, g)
-	}
-	gens, err := d.historyGenerations()
+	gens, err := s.keptGenerations(ctx, cur)
 	if err != nil {
 		return nil, err
 	}
@@ -65,162 +50,246 @@ func (d *Dir) History(ctx context.Context) ([]Generation, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if g, ok := d.generation(historyName(n)); ok {
-			if g.Header == nil {
-				g.Generation = n
-			}
+		m, err := s.readManifest(ctx, historyName(n))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue // pruned while we looked
+		case err != nil:
+			out = append(out, Generation{Generation: n, Path: s.path(historyName(n)), Err: err})
+			continue
+		}
+		if g, ok := s.generation(ctx, m, checked); ok {
 			out = append(out, g)
 		}
 	}
 	return out, nil
 }
 
-// generation verifies one checkpoint file; ok is false if it does not
-// exist or holds generation 0 (no checkpoint).
-func (d *Dir) generation(name string) (Generation, bool) {
-	g := Generation{Path: d.file(name)}
-	cp, err := d.loadFile(name)
-	switch {
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, ErrNoCheckpoint):
-		return g, false
-	case err == nil:
-		cp.Close()
-		g.Generation, g.Header, g.Size = cp.Header.Generation, cp.Header, cp.Size
-		return g, true
+// generation verifies the payload of m; ok is false if it has none.
+func (s *Session) generation(ctx context.Context, m *manifest, checked map[string]error) (Generation, bool) {
+	if !m.hasPayload() {
+		return Generation{}, false
+	}
+	g := Generation{Generation: m.h.Generation, Path: s.path(m.name), Header: m.h, Size: m.size()}
+	key := m.payloadKey()
+	err, seen := checked[key]
+	if !seen || m.h.Format == 1 {
+		var cp *Checkpoint
+		if cp, err = s.openPayload(ctx, m); err == nil {
+			cp.Close()
+		}
+		checked[key] = err
 	}
 	g.Err = err
-	// A damaged file may still have a readable header.
-	if f, fi, oerr := d.openRegular(name); oerr == nil {
-		if h, size, herr := d.readHeader(f, fi); herr == nil {
-			g.Generation, g.Header, g.Size = h.Generation, h, size
-		}
-		f.Close()
-	}
 	return g, true
 }
 
-// Verify implements Session: every generation is read in full, the lock is
-// judged, and the directory is checked for orphaned files and for
-// permissions that let others in.
-func (d *Dir) Verify(ctx context.Context) ([]Problem, error) {
-	gens, err := d.History(ctx)
+// Verify checks every generation, the lock and the session's objects, and
+// returns the problems found.
+func (s *Session) Verify(ctx context.Context) ([]Problem, error) {
+	gens, err := s.History(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []Problem
 	for _, g := range gens {
-		if g.Err != nil {
+		var ce *checkpoint.CorruptError
+		switch {
+		case errors.As(g.Err, &ce):
 			out = append(out, Problem{Kind: ProblemCorrupt, Path: g.Path, Detail: g.Err.Error()})
+		case g.Err != nil:
+			out = append(out, Problem{Kind: ProblemUnreadable, Path: g.Path, Detail: g.Err.Error()})
 		}
 	}
-	l, err := inspectLock(d.file(NextFile), d.now())
+	l, err := s.b.InspectLock(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("session %s: inspect lock: %w", d.id, err)
+		return nil, s.errorf("inspect lock: %w", err)
 	}
 	if l != nil && l.Stale {
-		out = append(out, Problem{Kind: ProblemStaleLock, Path: d.file(NextFile), Detail: fmt.Sprintf("held by %s: %s", l.Owner, l.Reason)})
+		out = append(out, Problem{Kind: ProblemStaleLock, Path: s.path(NextFile), Detail: fmt.Sprintf("held by %s: %s", l.Owner, l.Reason)})
 	}
-	if fi, err := os.Lstat(d.path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		out = append(out, Problem{Kind: ProblemPermissions, Path: d.path, Detail: fmt.Sprintf("mode %#o, want %#o", fi.Mode().Perm(), dirPerm)})
-	}
-	des, err := os.ReadDir(d.path)
-	if err != nil {
-		return nil, fmt.Errorf("session %s: %w", d.id, err)
-	}
-	for _, de := range des {
-		name := de.Name()
-		path := d.file(name)
-		_, isHistory := parseHistoryName(name)
-		switch {
-		case strings.HasPrefix(name, TempPrefix):
-			if fi, err := de.Info(); err == nil && fi.ModTime().Before(d.now().Add(-CreateGrace)) && !lockHeld(path) {
-				out = append(out, Problem{Kind: ProblemOrphan, Path: path, Detail: "temporary file of a writer that is gone"})
-			}
-			continue
-		case name != CheckpointFile && name != NextFile && !isHistory && name != LogDir:
-			out = append(out, Problem{Kind: ProblemOrphan, Path: path, Detail: "not a file ckpt writes"})
-			continue
+	// While a writer lives, what it has written is not reachable yet.
+	if l == nil || l.Stale {
+		garbage, unknown, err := s.unreachable(ctx, s.now().Add(-CreateGrace))
+		if err != nil {
+			return nil, err
 		}
-		if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() == 0 && fi.Mode().Perm()&0o077 != 0 {
-			out = append(out, Problem{Kind: ProblemPermissions, Path: path, Detail: fmt.Sprintf("mode %#o, want %#o", fi.Mode().Perm(), filePerm)})
+		for _, name := range garbage {
+			out = append(out, Problem{Kind: ProblemOrphan, Path: s.path(name), Detail: "left by a save that did not complete, or not removed after one; gc removes it"})
 		}
+		for _, name := range unknown {
+			out = append(out, Problem{Kind: ProblemOrphan, Path: s.path(name), Detail: "not a file ckpt writes"})
+		}
+	}
+	if a, ok := s.b.(Auditor); ok {
+		more, err := a.Audit(ctx)
+		if err != nil {
+			return nil, s.errorf("%w", err)
+		}
+		out = append(out, more...)
 	}
 	return out, nil
 }
 
-// lockHeld reports whether some process holds an flock on the file at path.
-func lockHeld(path string) bool {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+// unreachable lists the session's objects and returns the history
+// manifests and payloads that the current manifest no longer reaches, last
+// changed before cutoff, and the objects whose names ckpt never writes.
+// Nothing is garbage when the current manifest cannot be read, or is a
+// format-1 file (whose history is every session.<n>).
+func (s *Session) unreachable(ctx context.Context, cutoff time.Time) (garbage, unknown []string, err error) {
+	objs, err := s.b.List(ctx)
 	if err != nil {
-		return false
+		return nil, nil, s.errorf("list: %w", err)
 	}
-	defer f.Close()
-	return unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) != nil
-}
-
-// sweepOrphans removes temporary files left by writers that are gone: no
-// flock held, and older than CreateGrace, so that a writer between its
-// create and its flock keeps its file.
-func (d *Dir) sweepOrphans() error {
-	des, err := os.ReadDir(d.path)
-	if err != nil {
-		return err
-	}
-	cutoff := d.now().Add(-CreateGrace)
-	var errs []error
-	for _, de := range des {
-		path := d.file(de.Name())
-		if !strings.HasPrefix(de.Name(), TempPrefix) || lockHeld(path) {
-			continue
+	cur, cerr := s.readManifest(ctx, CheckpointFile)
+	canTell := cerr == nil && cur.h.Format != 1
+	live := map[string]bool{}
+	if canTell {
+		if cur.h.Payload != nil {
+			live[cur.h.Payload.Object] = true
 		}
-		if fi, err := de.Info(); err == nil && fi.ModTime().Before(cutoff) {
-			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, err)
-			}
+		for _, k := range cur.h.Kept {
+			live[historyName(k.Generation)] = true
+			live[k.Payload] = true
 		}
 	}
-	return errors.Join(errs...)
+	for _, o := range objs {
+		_, isHistory := parseHistoryName(o.Name)
+		switch {
+		case o.Name == CheckpointFile || o.Name == NextFile:
+		case !isHistory && !strings.HasPrefix(o.Name, PayloadPrefix):
+			unknown = append(unknown, o.Name)
+		case canTell && !live[o.Name] && o.Modified.Before(cutoff):
+			garbage = append(garbage, o.Name)
+		}
+	}
+	return garbage, unknown, nil
 }
 
-// Sweep implements Session: it removes a stale session.next and orphaned
-// temporary files last modified before cutoff, and returns their paths.
-// With dryRun it only returns them.
-func (d *Dir) Sweep(ctx context.Context, cutoff time.Time, dryRun bool) ([]string, error) {
-	if err := d.check(); err != nil {
+// Sweep removes a stale lock, what interrupted writers left, and the
+// objects no generation reaches, last changed before cutoff, and returns
+// where they were; with dryRun it only returns them. Unreachable objects
+// are removed under the session's lock, so that a save in progress keeps
+// what it has written; a session with a live writer keeps them.
+func (s *Session) Sweep(ctx context.Context, cutoff time.Time, dryRun bool) ([]string, error) {
+	if err := s.b.Check(ctx); err != nil {
 		return nil, err
 	}
 	var swept []string
-	next := d.file(NextFile)
-	l, err := inspectLock(next, d.now())
+	l, err := s.b.InspectLock(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("session %s: inspect lock: %w", d.id, err)
+		return nil, s.errorf("inspect lock: %w", err)
 	}
 	if l != nil && l.Stale && l.Since.Before(cutoff) {
 		if !dryRun {
-			if _, err := d.BreakLock(ctx, false); err != nil {
+			if _, err := s.b.BreakLock(ctx, false); err != nil {
 				return swept, err
 			}
 		}
-		swept = append(swept, next)
+		swept = append(swept, s.path(NextFile))
+		l = nil
 	}
-	des, err := os.ReadDir(d.path)
+	tmp, err := s.b.SweepTemp(ctx, cutoff, dryRun)
+	swept = append(swept, tmp...)
 	if err != nil {
-		return swept, fmt.Errorf("session %s: %w", d.id, err)
+		return swept, s.errorf("%w", err)
 	}
-	for _, de := range des {
-		path := d.file(de.Name())
-		if !strings.HasPrefix(de.Name(), TempPrefix) || lockHeld(path) {
-			continue
+	if l != nil {
+		return swept, nil
+	}
+	if !dryRun {
+		held, err := s.b.Lock(ctx, CurrentOwner("ckpt gc", s.now()))
+		var le *LockedError
+		if errors.As(err, &le) {
+			return swept, nil // a writer came: its objects are not garbage
 		}
-		if fi, err := de.Info(); err != nil || !fi.ModTime().Before(cutoff) {
-			continue
+		if err != nil {
+			return swept, err
 		}
-		if !dryRun {
-			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return swept, fmt.Errorf("session %s: %w", d.id, err)
-			}
+		defer held.Release(context.WithoutCancel(ctx))
+	}
+	// However early the cutoff, what a writer may still commit is spared: on
+	// S3 a writer whose live lease was broken by force learns it only at
+	// its next renewal.
+	garbage, _, err := s.unreachable(ctx, minTime(cutoff, s.now().Add(-garbageGrace)))
+	if err != nil {
+		return swept, err
+	}
+	if !dryRun {
+		if err := s.b.Delete(ctx, garbage...); err != nil {
+			return swept, s.errorf("%w", err)
 		}
-		swept = append(swept, path)
+	}
+	for _, name := range garbage {
+		swept = append(swept, s.path(name))
 	}
 	return swept, nil
+}
+
+// garbageGrace is how old an unreachable object must be before Sweep
+// removes it.
+const garbageGrace = time.Hour
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// BreakLock removes a stale lock, or a live one when force is set, and
+// returns what it removed; it returns nil, nil when there was no lock.
+func (s *Session) BreakLock(ctx context.Context, force bool) (*Lock, error) {
+	if err := s.b.Check(ctx); err != nil {
+		return nil, err
+	}
+	return s.b.BreakLock(ctx, force)
+}
+
+// Remove deletes the session. Unless force is set, it takes the session's
+// lock first (breaking a stale one), so that no save can complete unseen
+// while it removes, and a session with a live writer is refused with a
+// *LockedError.
+func (s *Session) Remove(ctx context.Context, force bool, opts ...RemoveOption) error {
+	c := NewRemoveConfig(opts)
+	if err := s.b.Check(ctx); err != nil {
+		return err
+	}
+	if !force {
+		held, err := s.lockForRemove(ctx)
+		if err != nil {
+			return err
+		}
+		// After Destroy the lock is gone with the session.
+		defer held.Release(context.WithoutCancel(ctx))
+	}
+	if c.IfGeneration != nil {
+		var gen uint64
+		m, err := s.readManifest(ctx, CheckpointFile)
+		switch {
+		case err == nil:
+			gen = m.h.Generation
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+		if gen != *c.IfGeneration {
+			return s.errorf("%w: expected generation %d, the current one is %d", ErrConflict, *c.IfGeneration, gen)
+		}
+	}
+	return s.b.Destroy(ctx)
+}
+
+// lockForRemove takes the session's lock for Remove, breaking a stale one:
+// a session whose writer is gone can be removed.
+func (s *Session) lockForRemove(ctx context.Context) (Held, error) {
+	for attempt := 0; ; attempt++ {
+		held, err := s.b.Lock(ctx, CurrentOwner("ckpt remove", s.now()))
+		var le *LockedError
+		if !errors.As(err, &le) || !le.Stale || attempt == 3 {
+			return held, err
+		}
+		if _, err := s.b.BreakLock(ctx, false); err != nil {
+			return nil, err
+		}
+	}
 }

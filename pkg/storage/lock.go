@@ -168,12 +168,12 @@ func (d *Dir) lockedError() error {
 	return &LockedError{Session: d.id, Lock: *l}
 }
 
-// sameName reports whether paths a and b name the same file.
-func sameName(a, b string) bool {
-	fa, err := os.Lstat(a)
+// lockHeld reports whether some process holds an flock on the file at path.
+func lockHeld(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return false
 	}
-	fb, err := os.Lstat(b)
-	return err == nil && os.SameFile(fa, fb)
+	defer f.Close()
+	return unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) != nil
 }

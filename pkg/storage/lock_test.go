@@ -90,11 +90,11 @@ func (b *lockedBuffer) String() string {
 
 // startLockChild starts a child that holds d's lock, and returns once the
 // lock and its owner are on disk.
-func startLockChild(t *testing.T, d *storage.Dir) *lockChild {
+func startLockChild(t *testing.T, dir string) *lockChild {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrossProcessLock$", "-test.count=1")
 	home := t.TempDir() // the child has no business in the real one
-	cmd.Env = append(os.Environ(), lockChildEnv+"="+d.Path(), "HOME="+home, "XDG_CACHE_HOME="+filepath.Join(home, ".cache"))
+	cmd.Env = append(os.Environ(), lockChildEnv+"="+dir, "HOME="+home, "XDG_CACHE_HOME="+filepath.Join(home, ".cache"))
 	c := &lockChild{cmd: cmd, stderr: new(lockedBuffer)}
 	cmd.Stderr = c.stderr
 	var err error
@@ -159,11 +159,11 @@ func TestCrossProcessLock(t *testing.T) {
 	}
 
 	t.Run("writer killed", func(t *testing.T) {
-		d := newSession(t)
+		d, dir := newSession(t)
 		mustSave(t, d, "good")
-		child := startLockChild(t, d)
+		child := startLockChild(t, dir)
 		pid := child.cmd.Process.Pid
-		next := filepath.Join(d.Path(), storage.NextFile)
+		next := filepath.Join(dir, storage.NextFile)
 		if !exists(t, next) {
 			t.Fatalf("%s does not exist while the child saves", storage.NextFile)
 		}
@@ -192,7 +192,7 @@ func TestCrossProcessLock(t *testing.T) {
 		} else {
 			lockedError(t, "Remove(false) of a live session", err)
 		}
-		if !exists(t, next) || !exists(t, d.Path()) {
+		if !exists(t, next) || !exists(t, dir) {
 			t.Fatal("a refused BreakLock or Remove removed something")
 		}
 		wantLoad(t, d, 1, "good") // readers never block
@@ -226,9 +226,9 @@ func TestCrossProcessLock(t *testing.T) {
 	})
 
 	t.Run("live lock broken with force", func(t *testing.T) {
-		d := newSession(t)
+		d, dir := newSession(t)
 		mustSave(t, d, "good")
-		child := startLockChild(t, d)
+		child := startLockChild(t, dir)
 		pid := child.cmd.Process.Pid
 
 		l, err := d.BreakLock(t.Context(), true)
@@ -236,7 +236,11 @@ func TestCrossProcessLock(t *testing.T) {
 			t.Fatalf("BreakLock(true): %v", err)
 		}
 		wantLock(t, "BreakLock(true)", l, false, pid)
-		wantNoNext(t, d)
+		// The child's payload, still being written, is its own
+		// temporary file; only the lock is gone.
+		if exists(t, filepath.Join(dir, storage.NextFile)) {
+			t.Fatalf("BreakLock(true) left %s", storage.NextFile)
+		}
 		mustSave(t, d, "parent")
 
 		// Let the child's payload end: its commit must notice that its
@@ -246,11 +250,11 @@ func TestCrossProcessLock(t *testing.T) {
 			t.Errorf("the child's save ended with %q, want a *LockedError with Lost set; stderr:\n%s", got, child.stderr)
 		}
 		wantLoad(t, d, 2, "parent")
-		wantNoNext(t, d)
+		wantNoNext(t, dir)
 	})
 }
 
-func saveErr(t *testing.T, d *storage.Dir, payload string) error {
+func saveErr(t *testing.T, d *storage.Session, payload string) error {
 	t.Helper()
 	s, err := d.Save(t.Context(), strings.NewReader(payload))
 	if err == nil {
@@ -259,30 +263,10 @@ func saveErr(t *testing.T, d *storage.Dir, payload string) error {
 	return err
 }
 
-// wantLock checks a lock's staleness and, if pid is not 0, its owner.
-func wantLock(t *testing.T, what string, l *storage.Lock, stale bool, pid int) {
-	t.Helper()
-	if l == nil {
-		t.Fatalf("%s: no lock", what)
-	}
-	if l.Stale != stale || l.Reason == "" {
-		t.Errorf("%s: lock stale = %v (%q), want %v with a reason", what, l.Stale, l.Reason, stale)
-	}
-	if pid == 0 {
-		return
-	}
-	if l.Owner == nil {
-		t.Fatalf("%s: lock has no owner, want pid %d", what, pid)
-	}
-	if host, _ := os.Hostname(); l.Owner.PID != pid || l.Owner.Host != host || l.Owner.Started.IsZero() {
-		t.Errorf("%s: lock owner = %+v, want pid %d on %s with a start time", what, l.Owner, pid, host)
-	}
-}
-
 // A writer whose lock is broken under it fails at its commit, and the save
 // that took the lock after it wins.
 func TestBreakLockForceInProcess(t *testing.T) {
-	d := newSession(t)
+	d, dir := newSession(t)
 	mustSave(t, d, "before")
 	var (
 		broken   *storage.Lock
@@ -321,7 +305,7 @@ func TestBreakLockForceInProcess(t *testing.T) {
 		t.Errorf("title %q, want the other save's", cp.Header.Title)
 	}
 	wantLoad(t, d, 2, "other")
-	wantNoNext(t, d)
+	wantNoNext(t, dir)
 }
 
 // plantedNext is a session.next that no writer of ours made.
@@ -402,9 +386,9 @@ func TestPlantedNext(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := newSession(t)
+			d, dir := newSession(t)
 			mustSave(t, d, "good")
-			next := filepath.Join(d.Path(), storage.NextFile)
+			next := filepath.Join(dir, storage.NextFile)
 			tt.plant(t, next)
 			pid := 0
 			if tt.wantOwner {
@@ -439,7 +423,7 @@ func TestPlantedNext(t *testing.T) {
 				}
 				wantLock(t, "BreakLock(true)", l, false, pid)
 			}
-			wantNoNext(t, d)
+			wantNoNext(t, dir)
 			if tt.check != nil {
 				tt.check(t)
 			}
@@ -497,7 +481,11 @@ func writeNext(t *testing.T, path string, pid int) *os.File {
 	now := time.Now().UTC()
 	h := &checkpoint.Header{Generation: 2, Saved: now, Created: now,
 		Owner: &checkpoint.Owner{PID: pid, Host: host, Started: now, Command: "planted"}}
-	if _, err := checkpoint.NewWriter(f, h); err != nil {
+	rec, err := checkpoint.EncodeManifest(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(rec); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -508,10 +496,10 @@ func writeNext(t *testing.T, path string, pid int) *os.File {
 // namespace (a container sharing the session volume and the host name), or
 // have handed the lock to a child.
 func TestLiveLockWithUnknownPID(t *testing.T) {
-	d := newSession(t)
+	d, dir := newSession(t)
 	mustSave(t, d, "good")
 	const unknownPID = 1 << 30 // above any pid_max: kill(2) says ESRCH
-	f := writeNext(t, filepath.Join(d.Path(), storage.NextFile), unknownPID)
+	f := writeNext(t, filepath.Join(dir, storage.NextFile), unknownPID)
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}

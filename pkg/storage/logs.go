@@ -1,13 +1,11 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"syscall"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 )
@@ -15,12 +13,12 @@ import (
 // DefaultLogLimit is the size a step log is capped at.
 const DefaultLogLimit = 1 << 20
 
-// logWriter writes a step's output to logs/NAME.log, at most limit bytes:
+// logWriter writes a step's output to its log, at most limit bytes:
 // the first three quarters are written as they come, so that a crash keeps
 // them; past that, the last quarter is held in memory and written by Close
 // after a line saying how much was left out.
 type logWriter struct {
-	f       *os.File
+	f       io.WriteCloser
 	head    int64 // bytes still to write through
 	tail    []byte
 	tailCap int
@@ -58,61 +56,44 @@ func (w *logWriter) Close() error {
 	return errors.Join(err, w.f.Close())
 }
 
-func (d *Dir) logPath(name string) (string, error) {
+func validStep(name string) error {
 	if !checkpoint.ValidName(name) {
-		return "", fmt.Errorf("invalid step name %q: names are lowercase letters, digits, '-', '_' and '.', not starting with '.', at most %d characters", name, checkpoint.MaxNameLen)
+		return fmt.Errorf("invalid step name %q: names are lowercase letters, digits, '-', '_' and '.', not starting with '.', at most %d characters", name, checkpoint.MaxNameLen)
 	}
-	return filepath.Join(d.path, LogDir, name+".log"), nil
+	return nil
 }
 
-// OpenLog implements Session: it creates or truncates the log of step name,
-// capped at limit bytes (DefaultLogLimit if limit <= 0).
-func (d *Dir) OpenLog(name string, limit int64) (io.WriteCloser, error) {
-	path, err := d.logPath(name)
+// OpenLog creates the log of step name, replacing an older one, capped at
+// limit bytes (DefaultLogLimit if limit <= 0): its head and its tail.
+func (s *Session) OpenLog(ctx context.Context, name string, limit int64) (io.WriteCloser, error) {
+	if err := validStep(name); err != nil {
+		return nil, s.errorf("%w", err)
+	}
+	sink, err := s.b.CreateLog(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("session %s: %w", d.id, err)
-	}
-	if err := d.check(); err != nil {
-		return nil, err
-	}
-	dir := filepath.Dir(path)
-	if err := os.Mkdir(dir, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("session %s: %w", d.id, err)
-	}
-	switch fi, err := os.Lstat(dir); {
-	case err != nil:
-		return nil, fmt.Errorf("session %s: %w", d.id, err)
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return nil, fmt.Errorf("session %s: %w: %s is a symbolic link", d.id, ErrSymlink, dir)
-	case !fi.IsDir():
-		return nil, fmt.Errorf("session %s: %s is not a directory", d.id, dir)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, filePerm)
-	if err != nil {
-		return nil, fmt.Errorf("session %s: open log: %w", d.id, err)
+		return nil, s.errorf("open log: %w", err)
 	}
 	if limit <= 0 {
 		limit = DefaultLogLimit
 	}
 	tail := int(limit / 4)
-	return &logWriter{f: f, head: limit - int64(tail), tailCap: tail}, nil
+	return &logWriter{f: sink, head: limit - int64(tail), tailCap: tail}, nil
 }
 
-// ReadLog implements Session.
-func (d *Dir) ReadLog(name string) (io.ReadCloser, error) {
-	path, err := d.logPath(name)
-	if err != nil {
-		return nil, fmt.Errorf("session %s: %w", d.id, err)
+// ReadLog opens the log of step name; ErrNoLog if there is none.
+func (s *Session) ReadLog(ctx context.Context, name string) (io.ReadCloser, error) {
+	if err := validStep(name); err != nil {
+		return nil, s.errorf("%w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	r, err := s.b.OpenLog(ctx, name)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := d.check(); err != nil {
+		if err := s.b.Check(ctx); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("session %s: step %s: %w", d.id, name, ErrNoLog)
+		return nil, s.errorf("step %s: %w", name, ErrNoLog)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("session %s: %w", d.id, err)
+		return nil, s.errorf("%w", err)
 	}
-	return f, nil
+	return r, nil
 }

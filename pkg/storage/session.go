@@ -5,70 +5,121 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"time"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 )
 
-// Session is one checkpointed session, whatever stores it.
-type Session interface {
-	// ID returns the session's id.
-	ID() string
-	// Stat returns the session's metadata and lock state without reading
-	// the payload.
-	Stat(ctx context.Context) (*Status, error)
-	// Save reads payload to its end and commits it as the next generation.
-	Save(ctx context.Context, payload io.Reader, opts ...SaveOption) (*Saved, error)
-	// Begin takes the session's lock and returns a transaction that will
-	// save the next generation with opts; see Tx.
-	Begin(ctx context.Context, opts ...SaveOption) (Tx, error)
-	// Load returns the current checkpoint, verified before any byte of it
-	// is handed out; when it is damaged, the newest intact older generation
-	// (see LoadOption). The caller must close it.
-	Load(ctx context.Context, opts ...LoadOption) (*Checkpoint, error)
-	// History returns every generation kept, newest first, each verified.
-	History(ctx context.Context) ([]Generation, error)
-	// Verify checks every generation and the session's files and returns
-	// the problems found.
-	Verify(ctx context.Context) ([]Problem, error)
-	// BreakLock removes a stale lock, or a live one when force is set, and
-	// returns what it removed; it returns nil, nil when there was no lock.
-	BreakLock(ctx context.Context, force bool) (*Lock, error)
-	// OpenLog creates or truncates the log of step name, which keeps at
-	// most limit bytes of what is written to it (its head and its tail).
-	OpenLog(name string, limit int64) (io.WriteCloser, error)
-	// ReadLog opens the log of step name; ErrNoLog if there is none.
-	ReadLog(name string) (io.ReadCloser, error)
-	// Sweep removes a stale lock and orphaned temporary files last changed
-	// before cutoff, and returns their paths; with dryRun it only returns
-	// them.
-	Sweep(ctx context.Context, cutoff time.Time, dryRun bool) ([]string, error)
-	// Remove deletes the session. Unless force is set, it takes the
-	// session's lock first, so that no save can complete unseen while it
-	// removes, and a session with a live writer is refused with a
-	// *LockedError.
-	Remove(ctx context.Context, force bool, opts ...RemoveOption) error
+// Session is one checkpointed session, stored by a Backend. Every
+// behaviour of a session — the save protocol, fallback to an intact
+// generation, history and its pruning, verify, sweep and remove — is written
+// here once, over the backend's primitives, so that it is the same on every
+// backend. A Session holds no open objects and is safe for concurrent use;
+// any number of processes may use the same session at once.
+type Session struct {
+	b   Backend
+	now func() time.Time
 }
 
-// Tx is a transaction on a session: it holds the session's lock from Begin
-// until Commit or Abort, so that what it reads stays current until it
-// writes. A Tx is not safe for concurrent use.
-type Tx interface {
-	// Base returns the header of the current checkpoint as read under the
-	// lock, nil if the session has none.
-	Base() *checkpoint.Header
-	// Next returns the header Commit will write.
-	Next() *checkpoint.Header
-	// Load returns the current checkpoint, verified; the lock keeps it
-	// current until the transaction ends.
-	Load(ctx context.Context) (*Checkpoint, error)
-	// Commit streams payload (ignored with KeepPayload) into the next
-	// generation, makes it current and releases the lock. On failure
-	// nothing changes and the lock is released too.
-	Commit(ctx context.Context, payload io.Reader) (*Saved, error)
-	// Abort ends the transaction without saving and releases the lock. It
-	// does nothing after Commit or a first Abort.
-	Abort() error
+// New returns the session stored by b. It makes no request.
+func New(b Backend) *Session { return &Session{b: b, now: time.Now} }
+
+// Init writes generation 0 of a new session: a manifest with metadata and
+// no payload, so that a session has its title and flags before its first
+// save. It fails with ErrConflict if the session already has a manifest.
+func Init(ctx context.Context, b Backend, opts ...SaveOption) (*Session, error) {
+	s := New(b)
+	c := NewSaveConfig(opts)
+	c.Init = true
+	tx, err := s.begin(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Commit(ctx, nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ID returns the session's id.
+func (s *Session) ID() string { return s.b.ID() }
+
+// Location names where the session is stored: a path or an s3:// URL.
+func (s *Session) Location() string { return s.b.Location() }
+
+// Backend returns the backend that stores the session.
+func (s *Session) Backend() Backend { return s.b }
+
+func (s *Session) errorf(format string, args ...any) error {
+	return fmt.Errorf("session %s: "+format, append([]any{s.b.ID()}, args...)...)
+}
+
+// Head returns the header of the newest generation whose manifest is
+// intact: the current one or, when that is damaged, the newest kept one.
+// It is nil when the session was created but never initialized.
+func (s *Session) Head(ctx context.Context) (*checkpoint.Header, error) {
+	m, err := s.readManifest(ctx, CheckpointFile)
+	var ce *checkpoint.CorruptError
+	switch {
+	case err == nil:
+		return m.h, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, s.b.Check(ctx)
+	case !errors.As(err, &ce):
+		return nil, err
+	}
+	gens, lerr := s.listHistory(ctx)
+	if lerr != nil {
+		return nil, errors.Join(err, lerr)
+	}
+	for _, g := range gens {
+		if h, herr := s.readManifest(ctx, historyName(g)); herr == nil {
+			return h.h, nil
+		}
+	}
+	return nil, err
+}
+
+// StatOption changes what Stat reads.
+type StatOption func(*statConfig)
+
+type statConfig struct{ noLock bool }
+
+// NoLockListed tells Stat that a listing made just now found no lock in the
+// session, so that it does not look for one: a listing of many sessions
+// then costs one read each.
+func NoLockListed() StatOption { return func(c *statConfig) { c.noLock = true } }
+
+// Stat returns the session's metadata and lock state without reading the
+// payload.
+func (s *Session) Stat(ctx context.Context, opts ...StatOption) (*Status, error) {
+	var c statConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	st := &Status{ID: s.b.ID()}
+	m, err := s.readManifest(ctx, CheckpointFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := s.b.Check(ctx); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	default:
+		st.Header, st.Size, st.Modified = m.h, m.size(), m.h.Saved
+	}
+	if !c.noLock {
+		if st.Lock, err = s.b.InspectLock(ctx); err != nil {
+			return nil, s.errorf("inspect lock: %w", err)
+		}
+	}
+	if st.Header == nil && st.Lock != nil {
+		st.Modified = st.Lock.Since
+	}
+	return st, nil
 }
 
 // Errors returned by sessions. They are wrapped with the session id; test
@@ -116,6 +167,9 @@ type Checkpoint struct {
 	// Skipped lists the newer generations that failed their integrity
 	// check when Load fell back to this one; it is empty otherwise.
 	Skipped []error
+	// Spooled is set when the payload was downloaded into the file given
+	// to SpoolTo.
+	Spooled bool
 	io.ReadCloser
 }
 
@@ -147,6 +201,7 @@ const (
 	ProblemStaleLock   = "stale-lock"  // a session.next whose writer is gone
 	ProblemOrphan      = "orphan"      // a file no ckpt operation leaves behind
 	ProblemPermissions = "permissions" // a file or directory others can access
+	ProblemUnreadable  = "unreadable"  // a generation that cannot be read (an I/O error, a planted link)
 )
 
 // RemoveOption changes what Remove does.
@@ -180,7 +235,16 @@ type LoadOption func(*LoadConfig)
 type LoadConfig struct {
 	Generation *uint64 // nil: the current generation
 	Strict     bool
+	Spool      *os.File
 }
+
+// SpoolTo gives Load a file of the caller's to download the payload into,
+// on a backend that must download an object to read it (S3). When it does,
+// Checkpoint.Spooled is set: the file then holds exactly the payload,
+// verified, and the caller need not copy it (ckpt load -o downloads
+// straight into the temporary file of its target). The file is truncated
+// first; a failed Load may leave anything in it.
+func SpoolTo(f *os.File) LoadOption { return func(c *LoadConfig) { c.Spool = f } }
 
 // AtGeneration loads generation n, current or kept, and fails with
 // ErrNoGeneration if it is not kept.

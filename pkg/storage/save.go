@@ -1,0 +1,450 @@
+package storage
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"slices"
+	"sync"
+
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
+)
+
+// Tx is a transaction on a session: it holds the session's lock from Begin
+// until Commit or Abort, so that what it reads stays current until it
+// writes. A Tx is not safe for concurrent use.
+type Tx struct {
+	s    *Session
+	c    *SaveConfig
+	held Held
+	// base is the manifest the next generation builds on, read under the
+	// lock: the current one, or, when that is damaged, the newest intact
+	// kept one. nil when the session has none.
+	base *manifest
+	// version is that of "session" as read under the lock, damaged or
+	// not: the commit is conditional on it.
+	version string
+	// kept is the history the base carries.
+	kept    []checkpoint.Kept
+	next    *checkpoint.Header
+	created []string // objects this transaction wrote, removed if it fails
+	// history is the generation whose manifest the transaction wrote as
+	// history; another writer, whose lock broke ours, may have written and
+	// kept the same one.
+	history uint64
+	saved   *Saved
+	done    bool
+}
+
+// Save reads payload to its end and commits it as the next generation: it
+// is Begin followed by Commit.
+func (s *Session) Save(ctx context.Context, payload io.Reader, opts ...SaveOption) (*Saved, error) {
+	tx, err := s.begin(ctx, NewSaveConfig(opts))
+	if err != nil {
+		return nil, err
+	}
+	return tx.Commit(ctx, payload)
+}
+
+// Begin takes the session's lock and returns a transaction that will save
+// the next generation with opts. It fails at once with a *LockedError if
+// another writer holds the lock; wrap it in a Waiter to wait. With
+// IfGeneration, the generation is checked here, under the lock.
+//
+// The caller must end the transaction with Commit or Abort; until then
+// other writers get a live *LockedError.
+func (s *Session) Begin(ctx context.Context, opts ...SaveOption) (*Tx, error) {
+	return s.begin(ctx, NewSaveConfig(opts))
+}
+
+// Lock is Begin for a caller that wants the lock held while it works: it
+// returns the transaction and the function that releases the lock. Calling
+// the function after Commit does nothing.
+func (s *Session) Lock(ctx context.Context, opts ...SaveOption) (*Tx, func() error, error) {
+	tx, err := s.begin(ctx, NewSaveConfig(opts))
+	if err != nil {
+		return nil, nil, err
+	}
+	return tx, tx.Abort, nil
+}
+
+// Run runs fn in a transaction: it takes the lock, calls fn, and releases
+// the lock when fn returns. fn commits by calling tx.Commit; if it returns
+// without committing, nothing changes (an empty transaction), and if it
+// returns an error, nothing changes and Run returns that error. Run returns
+// what Commit saved, or nil.
+func (s *Session) Run(ctx context.Context, fn func(ctx context.Context, tx *Tx) error, opts ...SaveOption) (*Saved, error) {
+	tx, err := s.begin(ctx, NewSaveConfig(opts))
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Abort()
+	if err := fn(ctx, tx); err != nil {
+		return nil, err
+	}
+	return tx.saved, nil
+}
+
+func (s *Session) begin(ctx context.Context, c *SaveConfig) (_ *Tx, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	owner := CurrentOwner(c.Command, c.Now())
+	held, err := s.b.Lock(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	tx := &Tx{s: s, c: c, held: held}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, tx.Abort())
+		}
+	}()
+	if err := tx.readBase(ctx); err != nil {
+		return nil, err
+	}
+	var gen uint64
+	var prev *checkpoint.Header
+	if tx.base != nil {
+		prev = tx.base.h
+		gen = prev.Generation
+	}
+	switch {
+	case c.Init && tx.version != "":
+		return nil, s.errorf("%w: already initialized", ErrConflict)
+	case c.IfGeneration != nil && *c.IfGeneration != gen:
+		return nil, s.errorf("%w: expected generation %d, the current one is %d", ErrConflict, *c.IfGeneration, gen)
+	case c.KeepPayload && tx.base == nil:
+		return nil, s.errorf("%w", ErrNoCheckpoint)
+	}
+	if tx.next, err = c.NextHeader(prev, owner); err != nil {
+		return nil, s.errorf("%w", err)
+	}
+	return tx, nil
+}
+
+// readBase reads, under the lock, what the next generation builds on.
+func (tx *Tx) readBase(ctx context.Context) error {
+	s := tx.s
+	m, err := s.readManifest(ctx, CheckpointFile)
+	var ce *checkpoint.CorruptError
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && tx.c.Init:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return s.b.Check(ctx)
+	case err == nil:
+		tx.base, tx.version = m, m.info.Version
+		if m.h.Format != 1 {
+			tx.kept = m.h.Kept
+			return nil
+		}
+		// Format 1 kept its history as files of its own: carry them.
+		gens, err := s.listHistory(ctx)
+		for _, g := range gens {
+			tx.kept = append(tx.kept, checkpoint.Kept{Generation: g})
+		}
+		return err
+	case !errors.As(err, &ce):
+		return err
+	}
+	// The current manifest is damaged: build on the newest intact kept
+	// generation, and replace the damaged one.
+	_, info, herr := s.b.ReadHead(ctx, CheckpointFile, 1)
+	if herr != nil {
+		return errors.Join(err, herr)
+	}
+	tx.version = info.Version
+	gens, lerr := s.listHistory(ctx)
+	if lerr != nil {
+		return errors.Join(err, lerr)
+	}
+	for _, g := range gens {
+		h, herr := s.readManifest(ctx, historyName(g))
+		if herr != nil {
+			continue
+		}
+		if tx.base == nil {
+			tx.base = h
+			continue
+		}
+		k := checkpoint.Kept{Generation: g}
+		if h.h.Format != 1 && h.hasPayload() {
+			k.Payload = h.h.Payload.Object
+		}
+		tx.kept = append(tx.kept, k)
+	}
+	if tx.base == nil {
+		// Nothing intact to build on: the damaged manifest is not
+		// replaced unseen.
+		return err
+	}
+	return nil
+}
+
+// Base returns the header of the checkpoint the transaction builds on, as
+// read under the lock, nil if the session has none.
+func (tx *Tx) Base() *checkpoint.Header {
+	if tx.base == nil {
+		return nil
+	}
+	return tx.base.h
+}
+
+// Next returns the header Commit will write.
+func (tx *Tx) Next() *checkpoint.Header { return tx.next }
+
+// Load returns the checkpoint the transaction builds on, verified; the lock
+// keeps it current until the transaction ends.
+func (tx *Tx) Load(ctx context.Context) (*Checkpoint, error) {
+	if tx.base == nil {
+		return nil, tx.s.errorf("%w", ErrNoCheckpoint)
+	}
+	return tx.s.openPayload(ctx, tx.base)
+}
+
+// Commit writes payload (ignored with KeepPayload) as the next generation's
+// payload, makes the generation current and releases the lock. The payload
+// is stored whole before the manifest that names it is committed. On
+// failure nothing changes, what the transaction wrote is removed, and the
+// lock is released too.
+func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err error) {
+	if tx.done {
+		return nil, errors.New("transaction already ended")
+	}
+	defer func() {
+		if err != nil && !tx.done {
+			err = errors.Join(err, tx.Abort())
+		}
+	}()
+	s, c, next, base := tx.s, tx.c, tx.next, tx.base
+	keep := c.Keep
+	if keep <= 0 {
+		keep = DefaultKeep
+	}
+	// The base is kept as history when the new generation does not share
+	// its payload; its manifest is written while the payload uploads.
+	shares := c.KeepPayload && base != nil && base.h.Format != 1
+	kept := tx.kept
+	var keepBase func() error
+	if base != nil && base.hasPayload() && !shares && !c.Init && keep > 1 {
+		k := checkpoint.Kept{Generation: base.h.Generation}
+		name := historyName(k.Generation)
+		if base.h.Format != 1 {
+			k.Payload = base.h.Payload.Object
+		}
+		kept = append([]checkpoint.Kept{k}, kept...)
+		// A base read from history (the current manifest was damaged) is
+		// kept already.
+		switch {
+		case base.name != CheckpointFile:
+		case base.h.Format == 1:
+			keepBase = func() error { return s.b.Copy(ctx, base.name, name) }
+		default:
+			keepBase = func() error { return s.b.Put(ctx, name, base.raw) }
+		}
+		if keepBase != nil {
+			tx.history = k.Generation
+		}
+	}
+	writePayload := func() error {
+		switch {
+		case c.Init:
+		case c.KeepPayload && (base == nil || !base.hasPayload()):
+			next.NoPayload = true
+		case c.KeepPayload && shares:
+			p := *base.h.Payload
+			next.Payload = &p
+		case c.KeepPayload:
+			// A format-1 payload moves into an object of its own, once.
+			cp, err := s.openPayload(ctx, base)
+			if err != nil {
+				return err
+			}
+			defer cp.Close()
+			next.Payload, err = tx.writePayload(ctx, cp, true)
+			return err
+		default:
+			var err error
+			next.Payload, err = tx.writePayload(ctx, payload, c.AllowEmpty)
+			return err
+		}
+		return nil
+	}
+	if keepBase != nil {
+		err = parallel(writePayload, func() error {
+			if err := keepBase(); err != nil {
+				return s.errorf("keep generation %d: %w", base.h.Generation, err)
+			}
+			return nil
+		})
+	} else {
+		err = writePayload()
+	}
+	if err != nil {
+		// Writing fails too when the lock was broken under this writer (on
+		// S3 the breaker aborts its upload): say so, rather than blame the
+		// storage.
+		var le *LockedError
+		if lerr := tx.held.Check(ctx); errors.As(lerr, &le) && le.Lost {
+			return nil, lerr
+		}
+		return nil, err
+	}
+	if len(kept) > keep-1 {
+		next.Kept, kept = kept[:keep-1], kept[keep-1:]
+	} else {
+		next.Kept, kept = kept, nil
+	}
+	data, err := checkpoint.EncodeManifest(next)
+	if err != nil {
+		return nil, s.errorf("%w", err)
+	}
+	if err := s.b.Commit(ctx, tx.held, tx.version, data); err != nil {
+		// A commit that failed after its commit point (a lost response, a
+		// failed directory sync, a lock broken during the rename) may have
+		// made this manifest current: then what it names must stay. Every
+		// manifest is unique (save time, owner, a random payload name).
+		if cur, _, rerr := s.b.ReadHead(context.WithoutCancel(ctx), CheckpointFile, int64(len(data))+1); rerr == nil && bytes.Equal(cur, data) {
+			tx.created, tx.history = nil, 0
+			return nil, s.errorf("commit: generation %d is in place, but: %w", next.Generation, err)
+		}
+		var le *LockedError
+		if errors.As(err, &le) {
+			return nil, err
+		}
+		return nil, s.errorf("commit: %w", err)
+	}
+	tx.done = true
+	tx.saved = &Saved{Header: next, Size: 0}
+	if next.Payload != nil {
+		tx.saved.Size = next.Payload.Size
+	}
+	// What the new generation no longer reaches is removed; a failure here
+	// leaves only orphans, which Sweep finds and verify reports.
+	garbage := tx.unreachable(kept)
+	err = parallel(
+		func() error {
+			if err := tx.held.Release(ctx); err != nil {
+				return s.errorf("generation %d was saved, but releasing the lock failed: %w", next.Generation, err)
+			}
+			return nil
+		},
+		func() error {
+			_ = s.b.Delete(ctx, garbage...)
+			return nil
+		})
+	return tx.saved, err
+}
+
+// unreachable returns the objects that the committed generation no longer
+// reaches: the history it dropped, and payloads nothing kept names.
+func (tx *Tx) unreachable(dropped []checkpoint.Kept) []string {
+	next := tx.next
+	live := map[string]bool{}
+	if next.Payload != nil {
+		live[next.Payload.Object] = true
+	}
+	for _, k := range next.Kept {
+		live[k.Payload] = true
+	}
+	var out []string
+	for _, k := range dropped {
+		out = append(out, historyName(k.Generation))
+		if k.Payload != "" && !live[k.Payload] {
+			out = append(out, k.Payload)
+		}
+	}
+	if b := tx.base; b != nil && b.h.Format != 1 && b.hasPayload() && !live[b.h.Payload.Object] {
+		out = append(out, b.h.Payload.Object)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// writePayload stores r as a new payload object, hashing it as it goes.
+func (tx *Tx) writePayload(ctx context.Context, r io.Reader, allowEmpty bool) (*checkpoint.Payload, error) {
+	s := tx.s
+	if r == nil {
+		r = eofReader{}
+	}
+	br := bufio.NewReaderSize(ctxReader{ctx, r}, 32<<10)
+	if _, err := br.Peek(1); errors.Is(err, io.EOF) && !allowEmpty {
+		return nil, s.errorf("%w", ErrEmpty)
+	} else if err != nil && !errors.Is(err, io.EOF) {
+		return nil, s.errorf("read payload: %w", err)
+	}
+	name := PayloadPrefix + randomHex(16)
+	sum := checkpoint.NewPayloadHash()
+	tx.created = append(tx.created, name)
+	n, err := s.b.Create(ctx, name, io.TeeReader(br, sum))
+	if err != nil {
+		return nil, s.errorf("write payload: %w", err)
+	}
+	return &checkpoint.Payload{Object: name, Size: n, SHA256: checkpoint.PayloadSum(sum)}, nil
+}
+
+// Abort ends the transaction without saving, removes what it wrote and
+// releases the lock. It does nothing after Commit or a first Abort.
+func (tx *Tx) Abort() error {
+	if tx.done {
+		return nil
+	}
+	tx.done = true
+	ctx := context.WithoutCancel(context.Background())
+	// The history manifest is removed only while the lock is still ours:
+	// a writer that broke it may have written, and be about to commit,
+	// the same name.
+	created := tx.created
+	if tx.history != 0 && tx.held.Check(ctx) == nil && !tx.s.keeps(ctx, tx.history) {
+		created = append(created, historyName(tx.history))
+	}
+	var err error
+	if len(created) > 0 {
+		if derr := tx.s.b.Delete(ctx, created...); derr != nil {
+			err = tx.s.errorf("remove what the failed save wrote: %w", derr)
+		}
+	}
+	return errors.Join(err, tx.held.Release(ctx))
+}
+
+// keeps reports whether the current manifest keeps generation n as history,
+// or cannot tell.
+func (s *Session) keeps(ctx context.Context, n uint64) bool {
+	cur, err := s.readManifest(ctx, CheckpointFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false
+	case err != nil:
+		return true
+	case cur.h.Format == 1:
+		return true
+	}
+	return slices.ContainsFunc(cur.h.Kept, func(k checkpoint.Kept) bool { return k.Generation == n })
+}
+
+// parallel runs fns at once and returns their errors joined.
+func parallel(fns ...func() error) error {
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Go(func() { errs[i] = fn() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
