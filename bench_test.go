@@ -224,11 +224,12 @@ func measure(tb testing.TB, c *exec.Cmd) procStats {
 	return s
 }
 
-// ckptCmd is ckpt with args on repo, its output thrown away, and no home
-// or cache of its own but PATH (ckpt step runs commands).
+// ckptCmd is ckpt with args on repo, its output thrown away, a home and
+// cache of its own and PATH (ckpt step runs commands).
 func ckptCmd(tb testing.TB, repo repoRef, args ...string) *exec.Cmd {
 	c := exec.Command(ckptBinary(tb), append([]string{"--repo", repo.loc}, args...)...)
-	c.Env = append([]string{"HOME=/nonexistent", "XDG_CACHE_HOME=/nonexistent", "PATH=" + os.Getenv("PATH")}, repo.env...)
+	home := tb.TempDir()
+	c.Env = append([]string{"HOME=" + home, "XDG_CACHE_HOME=" + filepath.Join(home, "cache"), "PATH=" + os.Getenv("PATH")}, repo.env...)
 	return c
 }
 

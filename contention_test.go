@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,8 @@ type repoRef struct {
 // status; it fails the test only if the binary cannot run at all.
 func ckptExit(tb testing.TB, repo repoRef, stdin string, args ...string) (string, int) {
 	c := exec.Command(ckptBinary(tb), append([]string{"--repo", repo.loc}, args...)...)
-	c.Env = append([]string{"HOME=/nonexistent", "XDG_CACHE_HOME=/nonexistent"}, repo.env...)
+	home := tb.TempDir()
+	c.Env = append([]string{"HOME=" + home, "XDG_CACHE_HOME=" + filepath.Join(home, "cache")}, repo.env...)
 	c.Stdin = strings.NewReader(stdin)
 	var out, stderr strings.Builder
 	c.Stdout, c.Stderr = &out, &stderr

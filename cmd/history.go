@@ -12,10 +12,11 @@ func (a *app) newHistoryCommand() *cobra.Command {
 payload size, title, flags, and whether it passes its integrity check. Each
 payload is read in full.
 
-History keeps payloads: the current generation and, for each of the K-1
-payloads saved before it, the newest generation that named it. A generation
-that changed metadata only ('ckpt step', 'ckpt mark') shares its payload with
-the one before, so it never pushes a payload out. 'ckpt save --keep K'
+History keeps payloads: the current generation, the newest generation
+before it, and, for each of the K-1 payloads saved before the current one,
+the newest generation that named it. A generation that changed metadata only
+('ckpt step', 'ckpt mark') shares its payload with the one before, so it
+never pushes a payload out. 'ckpt save --keep K'
 (default 3, or $CKPT_KEEP) sets K; 'ckpt load --generation N' loads one.`,
 		Example: `  ckpt history "$S"
   ckpt history "$S" --json | jq '.[] | select(.intact) | .generation'`,

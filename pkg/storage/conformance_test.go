@@ -665,14 +665,15 @@ func testMetadataOnly(t *testing.T, h harness) {
 	if got != "state" || hd.Generation != 5 || hd.HasFlag("submitted") || hd.Title != "renamed" || hd.Step("build") == nil {
 		t.Errorf("Load = %q, %+v; want the old payload with the new metadata", got, hd)
 	}
-	// Metadata-only generations share the payload: none of them is kept
-	// as history of its own.
+	// Metadata-only generations share the payload: history keeps only the
+	// newest one before the current, so that a damaged current manifest
+	// falls back to the same payload.
 	hist, err := s.History(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hist) != 1 || hist[0].Generation != 5 || hist[0].Err != nil {
-		t.Errorf("History = %+v, want the current generation alone", hist)
+	if len(hist) != 2 || hist[0].Generation != 5 || hist[1].Generation != 4 || hist[0].Err != nil || hist[1].Err != nil {
+		t.Errorf("History = %+v, want generations 5 and 4", hist)
 	}
 }
 
@@ -791,7 +792,9 @@ func testKeepDistinctPayloads(t *testing.T, h harness) {
 		}
 		got = append(got, p)
 	}
-	if want := []string{"payload 4", "payload 3", "payload 2"}; !slices.Equal(got, want) {
+	// The current generation, the newest generation before it (the same
+	// payload), and one generation of each of the two payloads before.
+	if want := []string{"payload 4", "payload 4", "payload 3", "payload 2"}; !slices.Equal(got, want) {
 		t.Errorf("History payloads %q, want %q", got, want)
 	}
 	if p := payloads(t, b); len(p) != keep {
@@ -822,8 +825,8 @@ func testHistoryAfterMarkAndStep(t *testing.T, h harness) {
 			t.Errorf("History: generation %d: %v", g.Generation, g.Err)
 		}
 	}
-	if !slices.Equal(gens, []uint64{4, 1}) {
-		t.Errorf("History after save, save, mark, step: generations %v, want [4 1]", gens)
+	if !slices.Equal(gens, []uint64{4, 3, 1}) {
+		t.Errorf("History after save, save, mark, step: generations %v, want [4 3 1]", gens)
 	}
 	if cp, got := mustLoad(t, s, storage.AtGeneration(1)); got != "one" || cp.Header.Generation != 1 {
 		t.Errorf("Load(AtGeneration(1)) = generation %d %q", cp.Header.Generation, got)
@@ -908,16 +911,17 @@ func testFallbackDamagedPayload(t *testing.T, h harness) {
 			if cp != nil {
 				cp.Close()
 			}
+			// Generation 2 shares the damaged payload: skipped too.
 			cp, got := mustLoad(t, s)
-			if cp.Header.Generation != 1 || got != big(4096, '1') || len(cp.Skipped) != 1 {
-				t.Errorf("Load fell back to generation %d (%d bytes), skipping %v; want generation 1", cp.Header.Generation, len(got), cp.Skipped)
+			if cp.Header.Generation != 1 || got != big(4096, '1') || len(cp.Skipped) != 2 {
+				t.Errorf("Load fell back to generation %d (%d bytes), skipping %v; want generation 1, past 3 and 2", cp.Header.Generation, len(got), cp.Skipped)
 			}
 			hist, err := s.History(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(hist) != 2 || hist[0].Err == nil || hist[1].Err != nil {
-				t.Errorf("History = %+v, want the damaged current generation and an intact generation 1", hist)
+			if len(hist) != 3 || hist[0].Err == nil || hist[1].Err == nil || hist[2].Err != nil {
+				t.Errorf("History = %+v, want generations 3 and 2 damaged (one payload) and an intact generation 1", hist)
 			}
 			// The next save builds on what is intact and works.
 			mustSave(t, s, "next")
@@ -1552,7 +1556,7 @@ func testFormat1(t *testing.T, h harness) {
 	if got := payloads(t, b); !slices.Equal(got, objs) {
 		t.Errorf("payload objects %v after a metadata-only save, were %v", got, objs)
 	}
-	wantHistory([]uint64{12, 10, 9}, nil)
+	wantHistory([]uint64{12, 11, 10, 9}, nil)
 
 	// A new payload.
 	mustSave(t, s, "state-four\n", storage.Keep(4))

@@ -29,8 +29,10 @@
 // A generation that changes metadata only (KeepPayload: a step record, a
 // flag, a title) names the payload of the one before: it reads, hashes and
 // writes no payload byte. History keeps, besides the current generation,
-// the newest manifest of each of the Keep-1 payloads before it, so that
-// metadata-only generations never push a payload out.
+// the newest manifest before it (so that a damaged current manifest falls
+// back to the payload it shares) and the newest manifest of each of the
+// Keep-1 payloads before, so that metadata-only generations never push a
+// payload out.
 //
 // Load verifies before it hands out the first byte: the payload object
 // against the manifest's size and SHA-256. When the current generation is

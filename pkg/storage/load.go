@@ -107,10 +107,21 @@ func (s *Session) openPayloadInto(ctx context.Context, m *manifest, spool *os.Fi
 		err     error
 		spooled bool
 	)
-	if sp, ok := s.b.(Spooler); ok && spool != nil && m.h.Format != 1 {
+	switch sp, ok := s.b.(Spooler); {
+	case ok && spool != nil && m.h.Format != 1:
 		obj, err = sp.OpenInto(ctx, key, spool)
 		spooled = true
-	} else {
+	case spool != nil:
+		// An earlier attempt may have downloaded into it: a Checkpoint
+		// that is not Spooled leaves the file empty.
+		if _, err := spool.Seek(0, io.SeekStart); err != nil {
+			return nil, s.errorf("spool: %w", err)
+		}
+		if err := spool.Truncate(0); err != nil {
+			return nil, s.errorf("spool: %w", err)
+		}
+		fallthrough
+	default:
 		obj, err = s.b.Open(ctx, key)
 	}
 	if errors.Is(err, fs.ErrNotExist) && m.h.Format != 1 {
@@ -221,6 +232,12 @@ func (s *Session) load(ctx context.Context, c *LoadConfig) (*Checkpoint, error) 
 	var base ObjectInfo
 	if cur != nil {
 		base = cur.info
+		// A writer that committed since the manifest was read may have
+		// pruned what it named, or (format 1) replaced the file: that is
+		// no damage, and the read starts over.
+		if _, info, herr := s.b.ReadHead(ctx, CheckpointFile, 1); herr == nil && info.Version != base.Version {
+			return nil, errMoved
+		}
 	} else if _, info, herr := s.b.ReadHead(ctx, CheckpointFile, 1); herr == nil {
 		base = info
 	}

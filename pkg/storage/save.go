@@ -30,13 +30,14 @@ type Tx struct {
 	// not: the commit is conditional on it.
 	version string
 	// kept is the history the base carries.
-	kept    []checkpoint.Kept
-	next    *checkpoint.Header
-	created []string // objects this transaction wrote, removed if it fails
-	// history is the generation whose manifest the transaction wrote as
-	// history; another writer, whose lock broke ours, may have written and
-	// kept the same one.
-	history uint64
+	kept []checkpoint.Kept
+	next *checkpoint.Header
+	// created are the objects this transaction wrote, removed if it
+	// fails. The history manifest it writes is not among them: any writer
+	// on the same base writes the same bytes under that name, and one that
+	// broke this writer's lock may be about to commit a manifest naming it;
+	// an orphaned one is swept by gc.
+	created []string
 	saved   *Saved
 	done    bool
 }
@@ -227,12 +228,15 @@ func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err 
 	if keep <= 0 {
 		keep = DefaultKeep
 	}
-	// The base is kept as history when the new generation does not share
-	// its payload; its manifest is written while the payload uploads.
+	// The base is kept as history, so that a damaged current manifest
+	// falls back to the newest generation before it, whose payload may be
+	// the very one the new generation shares. Its manifest is written
+	// while the payload uploads, or, when there is none to upload, while
+	// the new manifest commits.
 	shares := c.KeepPayload && base != nil && base.h.Format != 1
 	kept := tx.kept
 	var keepBase func() error
-	if base != nil && base.hasPayload() && !shares && !c.Init && keep > 1 {
+	if base != nil && base.hasPayload() && !c.Init && keep > 1 {
 		k := checkpoint.Kept{Generation: base.h.Generation}
 		name := historyName(k.Generation)
 		if base.h.Format != 1 {
@@ -241,15 +245,21 @@ func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err 
 		kept = append([]checkpoint.Kept{k}, kept...)
 		// A base read from history (the current manifest was damaged) is
 		// kept already.
+		var write func() error
 		switch {
 		case base.name != CheckpointFile:
 		case base.h.Format == 1:
-			keepBase = func() error { return s.b.Copy(ctx, base.name, name) }
+			write = func() error { return s.b.Copy(ctx, base.name, name) }
 		default:
-			keepBase = func() error { return s.b.Put(ctx, name, base.raw) }
+			write = func() error { return s.b.Put(ctx, name, base.raw) }
 		}
-		if keepBase != nil {
-			tx.history = k.Generation
+		if write != nil {
+			keepBase = func() error {
+				if err := write(); err != nil {
+					return s.errorf("keep generation %d: %w", k.Generation, err)
+				}
+				return nil
+			}
 		}
 	}
 	writePayload := func() error {
@@ -257,7 +267,7 @@ func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err 
 		case c.Init:
 		case c.KeepPayload && (base == nil || !base.hasPayload()):
 			next.NoPayload = true
-		case c.KeepPayload && shares:
+		case shares:
 			p := *base.h.Payload
 			next.Payload = &p
 		case c.KeepPayload:
@@ -276,13 +286,9 @@ func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err 
 		}
 		return nil
 	}
-	if keepBase != nil {
-		err = parallel(writePayload, func() error {
-			if err := keepBase(); err != nil {
-				return s.errorf("keep generation %d: %w", base.h.Generation, err)
-			}
-			return nil
-		})
+	if keepBase != nil && !shares {
+		err = parallel(writePayload, keepBase)
+		keepBase = nil
 	} else {
 		err = writePayload()
 	}
@@ -296,30 +302,59 @@ func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err 
 		}
 		return nil, err
 	}
-	if len(kept) > keep-1 {
-		next.Kept, kept = kept[:keep-1], kept[keep-1:]
-	} else {
-		next.Kept, kept = kept, nil
-	}
+	var dropped []checkpoint.Kept
+	next.Kept, dropped = pruneKept(kept, next.Payload, keep)
 	data, err := checkpoint.EncodeManifest(next)
 	if err != nil {
 		return nil, s.errorf("%w", err)
 	}
-	if err := s.b.Commit(ctx, tx.held, tx.version, data); err != nil {
-		// A commit that failed after its commit point (a lost response, a
-		// failed directory sync, a lock broken during the rename) may have
-		// made this manifest current: then what it names must stay. Every
-		// manifest is unique (save time, owner, a random payload name).
-		if cur, _, rerr := s.b.ReadHead(context.WithoutCancel(ctx), CheckpointFile, int64(len(data))+1); rerr == nil && bytes.Equal(cur, data) {
-			tx.created, tx.history = nil, 0
-			return nil, s.errorf("commit: generation %d is in place, but: %w", next.Generation, err)
+	commit := func() error {
+		if err := s.b.Commit(ctx, tx.held, tx.version, data); err != nil {
+			// A commit that failed after its commit point (a lost
+			// response, a failed directory sync, a lock broken during the
+			// rename) may have made this manifest current: then what it
+			// names must stay. Every manifest is unique (save time,
+			// owner, a random payload name).
+			if cur, _, rerr := s.b.ReadHead(context.WithoutCancel(ctx), CheckpointFile, int64(len(data))+1); rerr == nil && bytes.Equal(cur, data) {
+				tx.created = nil
+				tx.done = true
+				return s.errorf("commit: generation %d is in place, but: %w", next.Generation, err)
+			}
+			var le *LockedError
+			if errors.As(err, &le) {
+				return err
+			}
+			return s.errorf("commit: %w", err)
 		}
-		var le *LockedError
-		if errors.As(err, &le) {
+		tx.done = true
+		return nil
+	}
+	if keepBase != nil {
+		// A metadata-only generation: the base's manifest is written as
+		// history while the new one commits. Should that write fail after
+		// the commit, the history it replaces is not removed, so that a
+		// listing still finds a manifest naming the shared payload.
+		herr := errors.New("not written")
+		err = parallel(commit, func() error { herr = keepBase(); return herr })
+		if err != nil && tx.done {
+			dropped = nil
+			_ = tx.held.Release(context.WithoutCancel(ctx))
+			if herr != nil {
+				return nil, s.errorf("generation %d was saved, but: %w", next.Generation, herr)
+			}
 			return nil, err
 		}
-		return nil, s.errorf("commit: %w", err)
+	} else {
+		err = commit()
 	}
+	if err != nil {
+		if tx.done {
+			// In place after all: the lock is still to be let go of.
+			_ = tx.held.Release(context.WithoutCancel(ctx))
+		}
+		return nil, err
+	}
+	kept = dropped
 	tx.done = true
 	tx.saved = &Saved{Header: next, Size: 0}
 	if next.Payload != nil {
@@ -340,6 +375,34 @@ func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err 
 			return nil
 		})
 	return tx.saved, err
+}
+
+// pruneKept returns the history a new generation with payload p keeps, out
+// of kept (newest first), and what it drops: one manifest per payload, the
+// newest, and besides the one naming p those of the keep-1 newest other
+// payloads. A format-1 file (no payload name) holds a payload of its own.
+func pruneKept(kept []checkpoint.Kept, p *checkpoint.Payload, keep int) (out, dropped []checkpoint.Kept) {
+	if keep <= 1 {
+		return nil, kept
+	}
+	seen := map[string]bool{}
+	others := 0
+	for _, k := range kept {
+		switch {
+		case k.Payload != "" && seen[k.Payload]:
+			dropped = append(dropped, k)
+		case p != nil && k.Payload == p.Object:
+			seen[k.Payload] = true
+			out = append(out, k)
+		case others < keep-1:
+			seen[k.Payload] = k.Payload != ""
+			others++
+			out = append(out, k)
+		default:
+			dropped = append(dropped, k)
+		}
+	}
+	return out, dropped
 }
 
 // unreachable returns the objects that the committed generation no longer
@@ -397,35 +460,13 @@ func (tx *Tx) Abort() error {
 	}
 	tx.done = true
 	ctx := context.WithoutCancel(context.Background())
-	// The history manifest is removed only while the lock is still ours:
-	// a writer that broke it may have written, and be about to commit,
-	// the same name.
-	created := tx.created
-	if tx.history != 0 && tx.held.Check(ctx) == nil && !tx.s.keeps(ctx, tx.history) {
-		created = append(created, historyName(tx.history))
-	}
 	var err error
-	if len(created) > 0 {
+	if created := tx.created; len(created) > 0 {
 		if derr := tx.s.b.Delete(ctx, created...); derr != nil {
 			err = tx.s.errorf("remove what the failed save wrote: %w", derr)
 		}
 	}
 	return errors.Join(err, tx.held.Release(ctx))
-}
-
-// keeps reports whether the current manifest keeps generation n as history,
-// or cannot tell.
-func (s *Session) keeps(ctx context.Context, n uint64) bool {
-	cur, err := s.readManifest(ctx, CheckpointFile)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return false
-	case err != nil:
-		return true
-	case cur.h.Format == 1:
-		return true
-	}
-	return slices.ContainsFunc(cur.h.Kept, func(k checkpoint.Kept) bool { return k.Generation == n })
 }
 
 // parallel runs fns at once and returns their errors joined.

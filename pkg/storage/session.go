@@ -242,8 +242,9 @@ type LoadConfig struct {
 // on a backend that must download an object to read it (S3). When it does,
 // Checkpoint.Spooled is set: the file then holds exactly the payload,
 // verified, and the caller need not copy it (ckpt load -o downloads
-// straight into the temporary file of its target). The file is truncated
-// first; a failed Load may leave anything in it.
+// straight into the temporary file of its target); when it is not set, the
+// file is empty, positioned at its start. A failed Load may leave anything
+// in it.
 func SpoolTo(f *os.File) LoadOption { return func(c *LoadConfig) { c.Spool = f } }
 
 // AtGeneration loads generation n, current or kept, and fails with

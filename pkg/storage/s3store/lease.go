@@ -206,7 +206,7 @@ func (b *Backend) acquire(ctx context.Context, owner *checkpoint.Owner) (*lease,
 			return l, nil
 		}
 		if !isPrecondition(err) {
-			return nil, b.reqErr("put", leaseObject, err)
+			return b.resolveAcquire(ctx, l, t0, b.reqErr("put", leaseObject, err))
 		}
 		if ls, err = b.readLease(ctx); err != nil {
 			return nil, err
@@ -222,6 +222,27 @@ func (b *Backend) acquire(ctx context.Context, owner *checkpoint.Owner) (*lease,
 		// Released between our attempt and our look: try again.
 	}
 	return nil, &storage.LockedError{Session: b.id, Lock: storage.Lock{Reason: "other writers kept taking and releasing it"}}
+}
+
+// resolveAcquire finds out what a create of the lease whose outcome is
+// unknown (a lost response, a cancelled request) did, before answering: a
+// lease that landed is this writer's, adopted, or released when the caller
+// has given up; otherwise perr stands. Without this, a create that landed
+// would leave a live-looking lease that nobody renews or releases.
+func (b *Backend) resolveAcquire(ctx context.Context, l *lease, t0 time.Time, perr error) (*lease, error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.ttl)
+	defer cancel()
+	ls, err := b.readLease(rctx)
+	switch {
+	case err != nil:
+		return nil, errors.Join(perr, err)
+	case ls == nil || ls.rec == nil || ls.rec.Token != l.token:
+		return nil, perr
+	case ctx.Err() != nil:
+		return nil, errors.Join(perr, b.deleteLease(rctx, ls.etag))
+	}
+	l.etag, l.renewed = ls.etag, t0
+	return l, nil
 }
 
 // keepAlive starts the goroutine that renews the lease until Release.
@@ -368,8 +389,15 @@ func (l *lease) Release(ctx context.Context) error {
 	defer cancel()
 	for range 3 {
 		err := l.b.deleteLease(ctx, etag)
-		if !errors.Is(err, errLeaseChanged) {
+		if err != nil && !errors.Is(err, errLeaseChanged) {
+			// A delete whose response was lost may have landed.
+			if ls, rerr := l.b.readLease(ctx); rerr == nil && (ls == nil || ls.rec == nil || ls.rec.Token != l.token) {
+				return nil
+			}
 			return err
+		}
+		if err == nil {
+			return nil
 		}
 		// A renewal that stopRenewing cancelled may have been applied all
 		// the same, under an ETag this writer never saw: if the lease

@@ -171,12 +171,13 @@ func (g *Gateway) URL(prefix string) string {
 }
 
 // Env returns the environment variables that point the AWS SDK at the
-// gateway, with home as HOME, and nowhere else. Apply them over an
-// environment from which every other AWS_* variable is removed (see
-// Environ).
+// gateway, with home as HOME and home/.cache as XDG_CACHE_HOME, and nowhere
+// else. Apply them over an environment from which every other AWS_*
+// variable is removed (see Environ).
 func (g *Gateway) Env(home string) []string {
 	return []string{
 		"HOME=" + home,
+		"XDG_CACHE_HOME=" + filepath.Join(home, ".cache"),
 		"AWS_CONFIG_FILE=" + filepath.Join(home, ".aws", "config"),
 		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, ".aws", "credentials"),
 		"AWS_EC2_METADATA_DISABLED=true",
