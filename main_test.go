@@ -145,8 +145,11 @@ func scriptParams(setup func(*testscript.Env) error, local bool) testscript.Para
 			return setup(e)
 		},
 		Condition: func(cond string) (bool, error) {
-			if cond == "local" {
+			switch cond {
+			case "local":
 				return local, nil
+			case "root":
+				return os.Geteuid() == 0, nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},

@@ -15,11 +15,19 @@ func (a *app) newCreateCommand() *cobra.Command {
 
 The id is the slug of --prefix (at most 40 characters, "session" if the prefix
 has none) followed by '-' and 12 random characters. The session starts at
-generation 0, with no checkpoint; 'ckpt save' makes generation 1.`,
+generation 0, with no checkpoint; 'ckpt save' makes generation 1.
+
+--key (else $CKPT_KEY) records what the session runs for, such as a commit
+id, so that 'ckpt last --key' finds the session of this commit and not one of
+another.`,
 		Example: `  S=$(ckpt create --prefix nightly --title "nightly $(date +%F)" --flag incomplete)
+  S=$(ckpt last --prefix ci --key "$GITHUB_SHA" || ckpt create --prefix ci --key "$GITHUB_SHA")
   ckpt create --json`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
+			if err := a.keyFlag(c, &o.Key); err != nil {
+				return err
+			}
 			r, err := a.repository(c.Context())
 			if err != nil {
 				return err
@@ -44,5 +52,6 @@ generation 0, with no checkpoint; 'ckpt save' makes generation 1.`,
 	f.StringVar(&o.Title, "title", "", "one-line description")
 	f.StringVar(&o.App, "app", "", "id of the application that owns the payload format")
 	f.StringArrayVar(&o.Flags, "flag", nil, "set a flag such as incomplete (repeatable)")
+	f.StringVar(&o.Key, "key", "", "what the session runs for, such as a commit id; 'last --key' finds it (default $CKPT_KEY)")
 	return c
 }

@@ -51,6 +51,9 @@ remove ID" and "would sweep PATH".`,
 			if err := validFlags(o.Flags); err != nil {
 				return err
 			}
+			if err := validKey(o.Key); err != nil {
+				return err
+			}
 			r, err := a.repository(c.Context())
 			if err != nil {
 				return err
@@ -76,6 +79,7 @@ remove ID" and "would sweep PATH".`,
 	f := c.Flags()
 	f.StringVar(&olderThan, "older-than", "", "remove sessions whose last save is older than `DURATION` (90m, 36h, 7d)")
 	f.StringArrayVar(&o.Flags, "flag", nil, "only remove sessions with this flag set (repeatable)")
+	f.StringVar(&o.Key, "key", "", "only remove sessions created with exactly this `KEY`")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print what would be removed, and remove nothing")
 	return c
 }

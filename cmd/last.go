@@ -3,6 +3,7 @@ package cmd
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -32,6 +33,9 @@ session object, as 'ckpt show --json' does.`,
 			if err := validFlags(slices.Concat(f.Flags, f.NoFlags)); err != nil {
 				return err
 			}
+			if err := a.keyFlag(c, &f.Key); err != nil {
+				return err
+			}
 			r, err := a.repository(c.Context())
 			if err != nil {
 				return err
@@ -47,7 +51,25 @@ session object, as 'ckpt show --json' does.`,
 	c.Flags().StringVar(&f.Prefix, "prefix", "", "only sessions created with this prefix")
 	c.Flags().StringArrayVar(&f.Flags, "flag", nil, "only sessions with this flag set (repeatable)")
 	c.Flags().StringArrayVar(&f.NoFlags, "no-flag", nil, "only sessions without this flag (repeatable)")
+	c.Flags().StringVar(&f.Key, "key", "", "only sessions created with exactly this `KEY`, such as a commit id (default $CKPT_KEY)")
 	return c
+}
+
+// keyFlag resolves a --key flag: the flag, else $CKPT_KEY; a usage error
+// for a key too long to store.
+func (a *app) keyFlag(c *cobra.Command, key *string) error {
+	if !c.Flags().Changed("key") {
+		*key = a.getenv("CKPT_KEY")
+	}
+	return validKey(*key)
+}
+
+// validKey returns a usage error unless k can be stored as a key.
+func validKey(k string) error {
+	if err := (checkpoint.Identity{Key: k}).Validate(); err != nil {
+		return usageError{fmt.Errorf("--key: %w", err)}
+	}
+	return nil
 }
 
 // validFlags returns a usage error unless every flag is a valid one: a flag
@@ -72,6 +94,9 @@ func describeFilter(f repository.Filter) string {
 	}
 	for _, fl := range f.NoFlags {
 		fmt.Fprintf(&b, " --no-flag %s", fl)
+	}
+	if f.Key != "" {
+		fmt.Fprintf(&b, " --key %s", strconv.Quote(f.Key))
 	}
 	return b.String()
 }

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"github.com/spf13/cobra"
+	"slices"
 
 	"github.com/ckpt-dev/ckpt/pkg/repository"
 )
@@ -23,6 +24,12 @@ An empty repository lists nothing and exits 0.`,
   ckpt list --json | jq -r '.[0].id'`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
+			if err := validFlags(slices.Concat(f.Flags, f.NoFlags)); err != nil {
+				return err
+			}
+			if err := validKey(f.Key); err != nil {
+				return err
+			}
 			r, err := a.repository(c.Context())
 			if err != nil {
 				return err
@@ -36,5 +43,7 @@ An empty repository lists nothing and exits 0.`,
 	}
 	c.Flags().StringVar(&f.Prefix, "prefix", "", "only sessions created with this prefix")
 	c.Flags().StringArrayVar(&f.Flags, "flag", nil, "only sessions with this flag set (repeatable)")
+	c.Flags().StringArrayVar(&f.NoFlags, "no-flag", nil, "only sessions without this flag (repeatable)")
+	c.Flags().StringVar(&f.Key, "key", "", "only sessions created with exactly this `KEY`")
 	return c
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -31,9 +32,11 @@ on stderr ("ckpt: warning: ...") and exits 0; with --strict it exits 6
 instead. When no generation is intact it writes nothing and exits 6. Damaged
 files are left in place for inspection.
 
-With -o, FILE is replaced atomically (a temporary file in FILE's directory,
-fsynced and renamed): it appears only when complete. A session that was
-created but never saved exits 3.
+With -o, a regular FILE is replaced atomically (a temporary file in FILE's
+directory, fsynced and renamed): it appears only when complete. As with cp
+and shell redirection, a symbolic link is followed (its target is replaced)
+and a device or FIFO (-o /dev/null, -o /dev/stdout) is written into, never
+replaced. A session that was created but never saved exits 3.
 
 Inside 'ckpt run' on the same session, load reads the transaction's payload:
 what the transaction saved so far, else the checkpoint it started from.`,
@@ -86,9 +89,21 @@ what the transaction saved so far, else the checkpoint it started from.`,
 				return cp, nil
 			}
 			if output != "" {
-				return loadToFile(output, func(spool *os.File) (*storage.Checkpoint, error) {
-					return load(append(opts, storage.SpoolTo(spool))...)
-				})
+				target, special, err := outputTarget(output)
+				if err != nil {
+					return err
+				}
+				if !special {
+					return loadToFile(target, func(spool *os.File) (*storage.Checkpoint, error) {
+						return load(append(opts, storage.SpoolTo(spool))...)
+					})
+				}
+				cp, err := load(opts...)
+				if err != nil {
+					return err
+				}
+				defer cp.Close()
+				return writeInto(target, cp)
 			}
 			cp, err := load(opts...)
 			if err != nil {
@@ -104,7 +119,8 @@ what the transaction saved so far, else the checkpoint it started from.`,
 	return c
 }
 
-// writePayload copies a payload to stdout, or atomically to the file output.
+// writePayload copies a payload to stdout, or to the file output (see
+// outputTarget).
 func (a *app) writePayload(c *cobra.Command, output string, r io.Reader) error {
 	if output == "" {
 		if _, err := io.Copy(c.OutOrStdout(), r); err != nil {
@@ -112,7 +128,62 @@ func (a *app) writePayload(c *cobra.Command, output string, r io.Reader) error {
 		}
 		return nil
 	}
-	return writeFileAtomically(output, r)
+	target, special, err := outputTarget(output)
+	switch {
+	case err != nil:
+		return err
+	case special:
+		return writeInto(target, r)
+	}
+	return writeFileAtomically(target, r)
+}
+
+// outputTarget resolves where 'load -o PATH' writes, as cp and shell
+// redirection do: a symbolic link is followed, to its target; a regular
+// file, or none, is replaced atomically there (special is false); a device,
+// a FIFO or a socket is written into, never replaced (special is true).
+func outputTarget(path string) (target string, special bool, err error) {
+	target, err = filepath.EvalSymlinks(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A file to create, or a dangling link, whose target cp creates.
+		target = path
+		if l, lerr := os.Readlink(path); lerr == nil {
+			if !filepath.IsAbs(l) {
+				l = filepath.Join(filepath.Dir(path), l)
+			}
+			target = l
+		}
+		return target, false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("write %s: %w", path, err)
+	}
+	fi, err := os.Stat(target)
+	switch {
+	case err != nil:
+		return "", false, fmt.Errorf("write %s: %w", path, err)
+	case fi.IsDir():
+		return "", false, fmt.Errorf("write %s: it is a directory", path)
+	}
+	return target, !fi.Mode().IsRegular(), nil
+}
+
+// writeInto writes r into the device or FIFO at path, as a shell
+// redirection does: opened for writing, never created, truncated or
+// replaced.
+func writeInto(path string, r io.Reader) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 // loadToFile replaces path with the payload load returns, or leaves it as it

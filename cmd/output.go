@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,6 +28,7 @@ type sessionJSON struct {
 	Title      string            `json:"title"`
 	Flags      []string          `json:"flags"`
 	App        string            `json:"app"`
+	Key        string            `json:"key"`
 	Size       int64             `json:"size"`
 	SavedBy    *checkpoint.Owner `json:"saved_by"`
 	Lock       *lockJSON         `json:"lock"`
@@ -41,6 +43,16 @@ type stepJSON struct {
 	Attempts   int       `json:"attempts"`
 	Started    time.Time `json:"started"`
 	DurationMS int64     `json:"duration_ms"`
+	// Key and Command are what the last attempt ran for; Passed, the
+	// identities the step passed for, newest first.
+	Key     string         `json:"key"`
+	Command []string       `json:"command"`
+	Passed  []identityJSON `json:"passed"`
+}
+
+type identityJSON struct {
+	Key     string   `json:"key"`
+	Command []string `json:"command"`
 }
 
 type damagedJSON struct {
@@ -121,7 +133,7 @@ func newSessionJSON(st *storage.Status) sessionJSON {
 	s := sessionJSON{ID: st.ID, Size: st.Size, Flags: []string{}, Lock: newLockJSON(st.Lock), Steps: []stepJSON{}}
 	if h := st.Header; h != nil {
 		s.Generation, s.Saved, s.Created = h.Generation, h.Saved, h.Created
-		s.Title, s.App, s.SavedBy = h.Title, h.App, h.Owner
+		s.Title, s.App, s.SavedBy, s.Key = h.Title, h.App, h.Owner, h.Key
 		if h.Flags != nil {
 			s.Flags = h.Flags
 		}
@@ -135,7 +147,14 @@ func newSessionJSON(st *storage.Status) sessionJSON {
 func newStepsJSON(steps []checkpoint.Step) []stepJSON {
 	out := make([]stepJSON, 0, len(steps))
 	for _, st := range steps {
-		j := stepJSON{Name: st.Name, State: st.State, Attempts: st.Attempts, Started: st.Started, DurationMS: st.Duration.Milliseconds()}
+		j := stepJSON{Name: st.Name, State: st.State, Attempts: st.Attempts, Started: st.Started, DurationMS: st.Duration.Milliseconds(),
+			Key: st.Key, Command: st.Command, Passed: []identityJSON{}}
+		if j.Command == nil {
+			j.Command = []string{}
+		}
+		for _, id := range st.Passed {
+			j.Passed = append(j.Passed, identityJSON{Key: id.Key, Command: id.Command})
+		}
 		if st.State != checkpoint.StepRunning {
 			j.Exit = &st.Exit
 		}
@@ -353,6 +372,51 @@ func (a *app) printSteps(st *storage.Status) error {
 // printSkip says on stderr that a step is skipped because it passed.
 func (a *app) printSkip(s *checkpoint.Step) {
 	a.notice("skip %s (passed %s)", s.Name, age(a.now(), s.Started.Add(s.Duration)))
+}
+
+// printRunAgain says on stderr why a step that passed before runs again:
+// it passed for another key or command line than id.
+func (a *app) printRunAgain(prev *checkpoint.Step, id checkpoint.Identity) {
+	if len(prev.Passed) == 0 && prev.State != checkpoint.StepPassed {
+		return
+	}
+	last := prev.Identity
+	if len(prev.Passed) > 0 {
+		last = prev.Passed[0]
+	}
+	if last.Key != id.Key {
+		a.notice("%s passed for %s; running it for %s", prev.Name, describeKey(last.Key), describeKey(id.Key))
+		return
+	}
+	a.notice("%s passed for the command line %s; running it for %s", prev.Name, shellQuote(last.Command), shellQuote(id.Command))
+}
+
+// describeKey names a key in a message, shortened and escaped.
+func describeKey(k string) string {
+	if k == "" {
+		return "no key"
+	}
+	if r := []rune(k); len(r) > 12 {
+		k = string(r[:12]) + "…"
+	}
+	q := strconv.Quote(k)
+	return "key " + q[1:len(q)-1]
+}
+
+// shellQuote renders argv as a shell would read it back, for messages.
+func shellQuote(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r == '-' || r == '_' || r == '.' || r == '/' || r == '=' || r == ':' || r == ',' || r == '+' ||
+				'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+		}) < 0 {
+			out[i] = a
+			continue
+		}
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(out, " ")
 }
 
 // printRetry says on stderr that a step's attempt failed and runs again.

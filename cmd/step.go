@@ -27,6 +27,7 @@ const stepRecordWait = 10 * time.Second
 type stepOptions struct {
 	name     string
 	argv     []string
+	key      string
 	retries  int
 	logLimit int64
 	keep     int
@@ -39,8 +40,17 @@ func (a *app) newStepCommand() *cobra.Command {
 		Use:   "step [ID] NAME [--retries N] [--log-limit BYTES] -- CMD [ARGS...]",
 		Short: "Run CMD as a resumable step, skipped once it has passed",
 		Long: `Run CMD as the step NAME of a session, unless that step already passed in
-this session: then print "ckpt: skip NAME (passed <when>)" on stderr and exit 0
-without running it. Without ID, the session is $CKPT_SESSION.
+this session for the same key and command line: then print
+"ckpt: skip NAME (passed <when>)" on stderr and exit 0 without running it.
+Without ID, the session is $CKPT_SESSION.
+
+A step passes for something: --key KEY (else $CKPT_KEY), such as a commit id
+or a hash of the inputs, and the command line CMD ARGS. It is skipped only
+for a key and command line it passed for (it remembers the last 16); for
+another one it runs, and stderr says why ("ckpt: unit-tests passed for key
+1a2b3c…; running it for key 4d5e6f…"), so that a run of another commit never
+inherits a green step. A step recorded before keys existed counts as passed
+for no key and any command line.
 
 Before CMD starts, the step is recorded as running (a new generation), so a
 run killed with SIGKILL or a reboot leaves it visible as running in
@@ -85,6 +95,12 @@ another writer. Step names follow the id rules: lowercase letters, digits,
 			if err := validStepName(o.name); err != nil {
 				return err
 			}
+			if !c.Flags().Changed("key") {
+				o.key = a.getenv("CKPT_KEY")
+			}
+			if err := (checkpoint.Identity{Key: o.key, Command: o.argv}).Validate(); err != nil {
+				return usageError{fmt.Errorf("step %s: %w", o.name, err)}
+			}
 			if o.retries < 0 {
 				return usageError{fmt.Errorf("--retries %d: want 0 or more", o.retries)}
 			}
@@ -103,6 +119,7 @@ another writer. Step names follow the id rules: lowercase letters, digits,
 	}
 	f := c.Flags()
 	f.IntVar(&o.retries, "retries", 0, "run a failing CMD up to `N` more times")
+	f.StringVar(&o.key, "key", "", "what the step runs for, such as a commit id: it is skipped only for a `KEY` (and command line) it passed for (default $CKPT_KEY)")
 	f.Int64Var(&o.logLimit, "log-limit", storage.DefaultLogLimit, "keep at most `BYTES` of CMD's output in the step's log")
 	o.lock.register(c)
 	return c
@@ -146,14 +163,24 @@ func (a *app) runStep(ctx context.Context, s *storage.Session, o stepOptions) er
 	if err != nil {
 		return err
 	}
+	id := checkpoint.Identity{Key: o.key, Command: o.argv}
+	var passed []checkpoint.Identity
 	if head != nil {
-		if prev := head.Step(o.name); prev != nil && prev.State == checkpoint.StepPassed {
-			a.printSkip(prev)
-			return nil
+		if prev := head.Step(o.name); prev != nil {
+			if _, ok := prev.PassedFor(id); ok {
+				a.printSkip(prev)
+				return nil
+			}
+			a.printRunAgain(prev, id)
+			passed = prev.Passed
+			if len(passed) == 0 && prev.State == checkpoint.StepPassed {
+				passed = []checkpoint.Identity{prev.Identity}
+			}
 		}
 	}
 	start := time.Now()
-	rec := checkpoint.Step{Name: o.name, State: checkpoint.StepRunning, Exit: -1, Attempts: 1, Started: a.now().UTC()}
+	rec := checkpoint.Step{Name: o.name, State: checkpoint.StepRunning, Exit: -1, Attempts: 1, Started: a.now().UTC(),
+		Identity: id, Passed: passed}
 	if err := a.saveStep(ctx, s, rec, o, o.lock.wait); err != nil {
 		return err
 	}
@@ -224,6 +251,7 @@ func (a *app) runAttempts(ctx context.Context, s *storage.Session, o stepOptions
 			return rec, startErr
 		case rec.Exit == 0:
 			rec.State = checkpoint.StepPassed
+			rec = rec.WithPass()
 		case sig != nil:
 			rec.State = checkpoint.StepInterrupted
 		case attempt > o.retries:

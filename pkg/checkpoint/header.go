@@ -40,6 +40,9 @@ type Header struct {
 	// when the generation has no payload (generation 0, NoPayload) and in
 	// headers read from format 1, whose payload is inline.
 	Payload *Payload `json:"payload,omitempty"`
+	// Key is what the session runs for (a commit, a hash of inputs), set
+	// by create --key: last, list and gc select sessions by it.
+	Key string `json:"key,omitempty"`
 	// Kept lists the older generations kept as history, newest first, with
 	// the payload object each names ("" for a format-1 file, which holds
 	// its payload): what this generation keeps reachable.
@@ -97,6 +100,87 @@ type Step struct {
 	Started  time.Time `json:"started"`
 	// Duration is how long the step ran, retries included.
 	Duration time.Duration `json:"duration_ns"`
+	// Identity is what the last attempt ran for: a key and a command
+	// line.
+	Identity
+	// Passed lists the identities the step has passed for, newest first,
+	// at most MaxPassed: it is skipped only for one of them.
+	Passed []Identity `json:"passed,omitempty"`
+}
+
+// Identity is what a step runs for: a key (a commit, a hash of inputs) and
+// its command line. A record written before identities existed has neither,
+// and stands for any command line with no key.
+type Identity struct {
+	Key     string   `json:"key,omitempty"`
+	Command []string `json:"command,omitempty"`
+}
+
+// Matches reports whether a step that passed for id may be skipped for
+// want: the same key and the same command line, or, for a record from
+// before identities, no key.
+func (id Identity) Matches(want Identity) bool {
+	if id.Key != want.Key {
+		return false
+	}
+	return id.Command == nil || slices.Equal(id.Command, want.Command)
+}
+
+// PassedFor returns the identity s passed for that want matches, if any.
+func (s *Step) PassedFor(want Identity) (Identity, bool) {
+	for _, id := range s.Passed {
+		if id.Matches(want) {
+			return id, true
+		}
+	}
+	if s.State == StepPassed && len(s.Passed) == 0 && s.Identity.Matches(want) {
+		return s.Identity, true
+	}
+	return Identity{}, false
+}
+
+// WithPass returns s recorded as passed for its identity: the identity
+// joins Passed, newest first, once.
+func (s Step) WithPass() Step {
+	passed := []Identity{s.Identity}
+	for _, id := range s.Passed {
+		if len(passed) == MaxPassed {
+			break
+		}
+		if id.Key != s.Key || !slices.Equal(id.Command, s.Command) {
+			passed = append(passed, id)
+		}
+	}
+	s.Passed = passed
+	return s
+}
+
+// Limits on step identities.
+const (
+	// MaxKeyLen bounds a key: a commit id, a hash of inputs.
+	MaxKeyLen = 512
+	// MaxCommandLen bounds a recorded command line, all arguments.
+	MaxCommandLen = 8 << 10
+	// MaxPassed bounds the identities a step remembers passing for.
+	MaxPassed = 16
+)
+
+// Validate reports whether id can be recorded.
+func (id Identity) Validate() error {
+	if len(id.Key) > MaxKeyLen || !utf8.ValidString(id.Key) {
+		return fmt.Errorf("key must be valid UTF-8 of at most %d bytes", MaxKeyLen)
+	}
+	n := 0
+	for _, a := range id.Command {
+		n += len(a)
+		if !utf8.ValidString(a) {
+			return fmt.Errorf("command line must be valid UTF-8")
+		}
+	}
+	if n > MaxCommandLen {
+		return fmt.Errorf("command line is %d bytes, the limit is %d", n, MaxCommandLen)
+	}
+	return nil
 }
 
 // Step states.
@@ -215,6 +299,9 @@ func (h *Header) Validate() error {
 			return fmt.Errorf("invalid payload object name %q kept for generation %d", k.Payload, k.Generation)
 		}
 	}
+	if len(h.Key) > MaxKeyLen || !utf8.ValidString(h.Key) {
+		return fmt.Errorf("key must be valid UTF-8 of at most %d bytes", MaxKeyLen)
+	}
 	if len(h.Title) > MaxTitleLen {
 		return fmt.Errorf("title is %d bytes, the limit is %d", len(h.Title), MaxTitleLen)
 	}
@@ -241,6 +328,14 @@ func (h *Header) Validate() error {
 		case StepRunning, StepPassed, StepFailed, StepInterrupted:
 		default:
 			return fmt.Errorf("step %q has unknown state %q", st.Name, st.State)
+		}
+		if len(st.Passed) > MaxPassed {
+			return fmt.Errorf("step %q: %d identities passed, the limit is %d", st.Name, len(st.Passed), MaxPassed)
+		}
+		for _, id := range append([]Identity{st.Identity}, st.Passed...) {
+			if err := id.Validate(); err != nil {
+				return fmt.Errorf("step %q: %w", st.Name, err)
+			}
 		}
 		times = append(times, st.Started)
 	}

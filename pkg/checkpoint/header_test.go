@@ -403,3 +403,49 @@ func TestSteps(t *testing.T) {
 		t.Error("Step of an unknown name is not nil")
 	}
 }
+
+// A step is skipped only for an identity it passed for: the same key and
+// command line; a record from before identities stands for any command line
+// with no key.
+func TestStepPassedFor(t *testing.T) {
+	id := func(key string, cmd ...string) checkpoint.Identity {
+		return checkpoint.Identity{Key: key, Command: cmd}
+	}
+	passedA := checkpoint.Step{Name: "build", State: checkpoint.StepPassed, Identity: id("A", "make")}.WithPass()
+	passedAB := checkpoint.Step{Name: "build", State: checkpoint.StepPassed, Identity: id("B", "make"), Passed: passedA.Passed}.WithPass()
+	failedB := passedAB
+	failedB.State, failedB.Identity = checkpoint.StepFailed, id("C", "make")
+	legacy := checkpoint.Step{Name: "build", State: checkpoint.StepPassed}
+	tests := []struct {
+		name string
+		step checkpoint.Step
+		want checkpoint.Identity
+		skip bool
+	}{
+		{"same key and command", passedA, id("A", "make"), true},
+		{"another key", passedA, id("B", "make"), false},
+		{"another command line", passedA, id("A", "make", "-j8"), false},
+		{"an earlier key after another", passedAB, id("A", "make"), true},
+		{"the later key", passedAB, id("B", "make"), true},
+		{"a failure since keeps earlier passes", failedB, id("A", "make"), true},
+		{"the failed key", failedB, id("C", "make"), false},
+		{"a record before identities, no key", legacy, id("", "anything"), true},
+		{"a record before identities, a key", legacy, id("A", "make"), false},
+		{"running", checkpoint.Step{Name: "build", State: checkpoint.StepRunning, Identity: id("A", "make")}, id("A", "make"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, got := tt.step.PassedFor(tt.want); got != tt.skip {
+				t.Errorf("PassedFor(%+v) = %v, want %v (step %+v)", tt.want, got, tt.skip, tt.step)
+			}
+		})
+	}
+	many := checkpoint.Step{Name: "build", State: checkpoint.StepPassed}
+	for i := range checkpoint.MaxPassed + 5 {
+		many.Identity = id(fmt.Sprint(i), "make")
+		many = many.WithPass()
+	}
+	if len(many.Passed) != checkpoint.MaxPassed || many.Passed[0].Key != fmt.Sprint(checkpoint.MaxPassed+4) {
+		t.Errorf("after %d passes: %d identities, newest %q", checkpoint.MaxPassed+5, len(many.Passed), many.Passed[0].Key)
+	}
+}

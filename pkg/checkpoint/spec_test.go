@@ -114,6 +114,7 @@ func fullHeader() *checkpoint.Header {
 		Title:      "Ünïcödé draft ✓ 日本語 🚀 \"quoted\" <tag> & more",
 		Flags:      []string{"incomplete", "submitted", "v1.2_rc-3"},
 		App:        "org.example.editor/ü",
+		Key:        "9fceb02d0ae598e95dc970b74767f19372d61af8",
 		Owner: &checkpoint.Owner{
 			PID:     31337,
 			Host:    "build-hôst.example",
@@ -123,7 +124,9 @@ func fullHeader() *checkpoint.Header {
 		},
 		NoPayload: true,
 		Steps: []checkpoint.Step{
-			{Name: "build", State: checkpoint.StepPassed, Exit: 0, Attempts: 1, Started: time.Date(2025, 11, 21, 22, 1, 0, 5, time.UTC), Duration: 1500 * time.Millisecond},
+			{Name: "build", State: checkpoint.StepPassed, Exit: 0, Attempts: 1, Started: time.Date(2025, 11, 21, 22, 1, 0, 5, time.UTC), Duration: 1500 * time.Millisecond,
+				Identity: checkpoint.Identity{Key: "1a2b3c4d", Command: []string{"make", "build", "ü"}},
+				Passed:   []checkpoint.Identity{{Key: "1a2b3c4d", Command: []string{"make", "build", "ü"}}, {Key: "0f0f", Command: []string{"make"}}}},
 			{Name: "unit-tests", State: checkpoint.StepRunning, Exit: -1, Attempts: 2, Started: time.Date(2025, 11, 21, 22, 2, 0, 0, time.FixedZone("", 3600))},
 		},
 	}
@@ -175,10 +178,15 @@ func headerDiff(want, got *checkpoint.Header) string {
 		add("NoPayload", got.NoPayload, want.NoPayload)
 	}
 	if !slices.EqualFunc(got.Steps, want.Steps, func(a, b checkpoint.Step) bool {
+		sameID := func(x, y checkpoint.Identity) bool { return x.Key == y.Key && slices.Equal(x.Command, y.Command) }
 		return a.Name == b.Name && a.State == b.State && a.Exit == b.Exit && a.Attempts == b.Attempts &&
-			a.Started.Equal(b.Started) && a.Duration == b.Duration
+			a.Started.Equal(b.Started) && a.Duration == b.Duration &&
+			sameID(a.Identity, b.Identity) && slices.EqualFunc(a.Passed, b.Passed, sameID)
 	}) {
 		add("Steps", got.Steps, want.Steps)
+	}
+	if got.Key != want.Key {
+		add("Key", got.Key, want.Key)
 	}
 	if !slices.Equal(got.Kept, want.Kept) {
 		add("Kept", got.Kept, want.Kept)
@@ -194,10 +202,10 @@ func headerDiff(want, got *checkpoint.Header) string {
 // TestHeaderDiffCoversEveryField fails when Header or Owner gains a field, as
 // a reminder to teach headerDiff (and fullHeader) about it.
 func TestHeaderDiffCoversEveryField(t *testing.T) {
-	if n := reflect.TypeFor[checkpoint.Header]().NumField(); n != 12 {
+	if n := reflect.TypeFor[checkpoint.Header]().NumField(); n != 13 {
 		t.Errorf("Header has %d fields; update headerDiff, fullHeader and fullManifest", n)
 	}
-	if n := reflect.TypeFor[checkpoint.Step]().NumField(); n != 6 {
+	if n := reflect.TypeFor[checkpoint.Step]().NumField(); n != 8 {
 		t.Errorf("Step has %d fields; update headerDiff and fullHeader", n)
 	}
 	if n := reflect.TypeFor[checkpoint.Owner]().NumField(); n != 5 {

@@ -112,13 +112,16 @@ type CreateOptions struct {
 	Title  string
 	App    string
 	Flags  []string
+	// Key is what the session runs for, such as a commit id: Filter.Key
+	// finds it.
+	Key string
 }
 
 // Create makes a new session named Slug(Prefix) followed by a random suffix,
 // claimed atomically (a mkdir, or a conditional create on S3), and writes its
 // generation 0 (metadata, no payload).
 func (r *Repository) Create(ctx context.Context, o CreateOptions) (*storage.Session, error) {
-	meta := checkpoint.Header{Title: o.Title, App: o.App}
+	meta := checkpoint.Header{Title: o.Title, App: o.App, Key: o.Key}
 	meta.Flags = meta.SetFlags(o.Flags, nil)
 	if err := meta.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", checkpoint.ErrInvalid, err)
@@ -126,7 +129,7 @@ func (r *Repository) Create(ctx context.Context, o CreateOptions) (*storage.Sess
 	prefix := Slug(o.Prefix)
 	for range 8 {
 		s, err := r.b.claim(ctx, prefix+"-"+randomSuffix(),
-			storage.WithTitle(o.Title), storage.WithApp(o.App),
+			storage.WithTitle(o.Title), storage.WithApp(o.App), storage.WithKey(o.Key),
 			storage.WithFlags(o.Flags, nil), storage.WithCommand("ckpt create"))
 		if errors.Is(err, errClaimed) {
 			continue
@@ -175,6 +178,8 @@ type Filter struct {
 	Flags []string
 	// NoFlags keeps sessions that have none of these flags set.
 	NoFlags []string
+	// Key, if set, keeps the sessions created with exactly this key.
+	Key string
 }
 
 // keepID keeps ids that Create would make from f.Prefix: its slug, '-' and
@@ -189,6 +194,9 @@ func (f Filter) keepID(id string) bool {
 }
 
 func (f Filter) keep(st *storage.Status) bool {
+	if f.Key != "" && (st.Header == nil || st.Header.Key != f.Key) {
+		return false
+	}
 	for _, fl := range f.Flags {
 		if st.Header == nil || !st.Header.HasFlag(fl) {
 			return false

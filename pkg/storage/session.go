@@ -305,6 +305,7 @@ type SaveOption func(*SaveConfig)
 type SaveConfig struct {
 	IfGeneration *uint64 // nil: no check
 	Title        *string // nil: keep the previous one
+	Key          *string // nil: keep the previous one
 	App          *string // nil: keep the previous one
 	SetFlags     []string
 	ClearFlags   []string
@@ -325,6 +326,10 @@ func IfGeneration(n uint64) SaveOption {
 
 // WithTitle sets the title; without it the previous title is kept.
 func WithTitle(t string) SaveOption { return func(c *SaveConfig) { c.Title = &t } }
+
+// WithKey sets what the session runs for (a commit, a hash of inputs);
+// without it the previous key is kept.
+func WithKey(k string) SaveOption { return func(c *SaveConfig) { c.Key = &k } }
 
 // WithApp sets the application id; without it the previous one is kept.
 func WithApp(app string) SaveOption { return func(c *SaveConfig) { c.App = &app } }
@@ -376,7 +381,7 @@ func (c *SaveConfig) NextHeader(prev *checkpoint.Header, owner *checkpoint.Owner
 	if prev != nil {
 		h.Generation = prev.Generation + 1
 		h.Created = prev.Created
-		h.Title, h.App, h.Flags, h.Steps = prev.Title, prev.App, prev.Flags, prev.Steps
+		h.Title, h.App, h.Flags, h.Steps, h.Key = prev.Title, prev.App, prev.Flags, prev.Steps, prev.Key
 	}
 	for _, s := range c.Steps {
 		h.Steps = h.WithStep(s)
@@ -392,6 +397,9 @@ func (c *SaveConfig) NextHeader(prev *checkpoint.Header, owner *checkpoint.Owner
 	}
 	if c.App != nil {
 		h.App = *c.App
+	}
+	if c.Key != nil {
+		h.Key = *c.Key
 	}
 	h.Flags = h.SetFlags(c.SetFlags, c.ClearFlags)
 	if err := h.Validate(); err != nil {
