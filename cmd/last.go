@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -13,25 +14,39 @@ import (
 )
 
 func (a *app) newLastCommand() *cobra.Command {
-	var f repository.Filter
+	var (
+		f        repository.Filter
+		orCreate bool
+		title    string
+	)
 	c := &cobra.Command{
-		Use:   "last [--prefix P] [--flag F]... [--no-flag F]...",
+		Use:   "last [--prefix P] [--flag F]... [--no-flag F]... [--key K] [--or-create [--title T]]",
 		Short: "Print the id of the youngest session that matches",
 		Long: `Print the id of the youngest session (by last save) that has the prefix,
 every --flag and none of the --no-flag flags: the session a resumed run picks
 up. Exit status 3 when none matches, so that a script can fall back to
 'ckpt create'.
 
+With --or-create, when none matches, it creates a session with the same
+prefix, --flag flags and key (and --title) and prints its id instead, exit 0
+and nothing on stderr: the first line of a job that resumes its session or
+starts one. Any other error still fails; two jobs that start at the same
+moment each create one.
+
 A damaged session is skipped, with a warning on stderr, never fatal: its age
 cannot be read, so it might have been the youngest. --json prints the whole
 session object, as 'ckpt show --json' does.`,
-		Example: `  S=$(ckpt last --prefix nightly --flag incomplete || ckpt create --prefix nightly --flag incomplete)
+		Example: `  S=$(ckpt last --prefix nightly --flag incomplete --key "$GITHUB_SHA" --or-create --title "nightly $(date +%F)")
+  S=$(ckpt last --prefix nightly --flag incomplete || ckpt create --prefix nightly --flag incomplete)
   ckpt last --no-flag submitted
   ckpt last --json | jq .generation`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := validFlags(slices.Concat(f.Flags, f.NoFlags)); err != nil {
 				return err
+			}
+			if c.Flags().Changed("title") && !orCreate {
+				return usageError{errors.New("--title goes with --or-create")}
 			}
 			if err := a.keyFlag(c, &f.Key); err != nil {
 				return err
@@ -42,6 +57,13 @@ session object, as 'ckpt show --json' does.`,
 			}
 			st, damaged, err := r.Last(c.Context(), f)
 			a.warnDamaged(damaged)
+			if errors.Is(err, repository.ErrNoMatch) && orCreate {
+				s, cerr := r.Create(c.Context(), repository.CreateOptions{Prefix: f.Prefix, Title: title, Flags: f.Flags, Key: f.Key})
+				if cerr != nil {
+					return cerr
+				}
+				st, err = s.Stat(c.Context())
+			}
 			if err != nil {
 				return fmt.Errorf("%w%s", err, describeFilter(f))
 			}
@@ -52,6 +74,8 @@ session object, as 'ckpt show --json' does.`,
 	c.Flags().StringArrayVar(&f.Flags, "flag", nil, "only sessions with this flag set (repeatable)")
 	c.Flags().StringArrayVar(&f.NoFlags, "no-flag", nil, "only sessions without this flag (repeatable)")
 	c.Flags().StringVar(&f.Key, "key", "", "only sessions created with exactly this `KEY`, such as a commit id (default $CKPT_KEY)")
+	c.Flags().BoolVar(&orCreate, "or-create", false, "when none matches, create one with this prefix, flags and key, and print its id")
+	c.Flags().StringVar(&title, "title", "", "with --or-create, the new session's title")
 	return c
 }
 
