@@ -213,7 +213,9 @@ func copyBase(ctx context.Context, tx *storage.Tx, path string) error {
 	if err != nil {
 		return err
 	}
-	if base := tx.Base(); base != nil && base.Generation > 0 {
+	// A session never saved, even after step or mark records (NoPayload),
+	// gives CMD an empty file.
+	if base := tx.Base(); base != nil && base.Generation > 0 && !base.NoPayload {
 		cp, err := tx.Load(ctx)
 		if err != nil {
 			f.Close()
