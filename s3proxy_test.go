@@ -8,7 +8,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -103,7 +102,7 @@ func (p *s3Proxy) take() []s3Request {
 
 func (p *s3Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := s3Request{Start: time.Now()}
-	rec.Op, rec.Object, rec.Cond = classify(r)
+	rec.Op, rec.Object, rec.Cond = s3test.Classify(r)
 	if d := time.Duration(p.delay.Load()); d > 0 {
 		time.Sleep(d)
 	}
@@ -126,67 +125,6 @@ func (w *statusWriter) WriteHeader(code int) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// classify names an S3 request (path-style): its operation, the kind of
-// object it is about, and its condition.
-func classify(r *http.Request) (op, object, cond string) {
-	q := r.URL.Query()
-	copySrc := r.Header.Get("X-Amz-Copy-Source") != ""
-	switch {
-	case r.Method == http.MethodGet && q.Has("uploads"):
-		op = "ListMultipartUploads"
-	case r.Method == http.MethodGet && q.Has("uploadId"):
-		op = "ListParts"
-	case r.Method == http.MethodGet && (q.Has("list-type") || strings.Count(strings.Trim(r.URL.Path, "/"), "/") == 0):
-		op = "LIST"
-	case r.Method == http.MethodGet && r.Header.Get("Range") != "":
-		op = "GET-range"
-	case r.Method == http.MethodPut && q.Has("partNumber") && copySrc:
-		op = "UploadPartCopy"
-	case r.Method == http.MethodPut && q.Has("partNumber"):
-		op = "UploadPart"
-	case r.Method == http.MethodPut && copySrc:
-		op = "CopyObject"
-	case r.Method == http.MethodPost && q.Has("uploads"):
-		op = "CreateMultipartUpload"
-	case r.Method == http.MethodPost && q.Has("uploadId"):
-		op = "CompleteMultipartUpload"
-	case r.Method == http.MethodPost && q.Has("delete"):
-		op = "DeleteObjects"
-	case r.Method == http.MethodDelete && q.Has("uploadId"):
-		op = "AbortMultipartUpload"
-	default:
-		op = r.Method
-	}
-	switch {
-	case r.Header.Get("If-Match") != "":
-		cond = "If-Match"
-	case r.Header.Get("If-None-Match") != "":
-		cond = "If-None-Match"
-	}
-	if op == "LIST" || op == "ListMultipartUploads" || op == "DeleteObjects" {
-		return op, "", cond
-	}
-	key := strings.Trim(r.URL.Path, "/")
-	base := path.Base(key)
-	switch {
-	case strings.Contains(key, "/logs/"):
-		object = "log"
-	case base == "session" || base == "session.next":
-		object = base
-	case strings.HasPrefix(base, "session."):
-		object = "session.N"
-	case strings.HasPrefix(base, "payload-"):
-		object = "payload"
-	case base == ".ckpt-checked":
-		object = "marker"
-	case strings.HasPrefix(base, ".ckpt-probe-"):
-		object = "probe"
-	default:
-		object = "other"
-	}
-	return op, object, cond
-}
 
 // reqStats sums the requests of a number of runs of one operation.
 type reqStats struct {

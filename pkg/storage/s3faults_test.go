@@ -21,7 +21,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"path"
 	"regexp"
 	"strings"
 	"sync"
@@ -61,7 +60,7 @@ const (
 func (f s3Fault) applied() bool { return f == faultSlow || f == faultLost }
 
 // s3Target picks requests: those whose op, object kind and condition (any
-// when cond is "") are these. See s3Classify for the names.
+// when cond is "") are these. See s3test.Classify for the names.
 type s3Target struct {
 	name             string
 	op, object, cond string
@@ -75,7 +74,7 @@ func (tg s3Target) match(op, object, cond string) bool {
 // The requests a save makes that the test fails.
 var (
 	targetLease        = s3Target{"lease-PUT", "PUT", "session.next", "If-None-Match", true}
-	targetGetSession   = s3Target{"session-GET", "GET", "session", "", false}
+	targetGetSession   = s3Target{"session-GET", "GET-range", "session", "", false}
 	targetPayload      = s3Target{"payload-PUT", "PUT", "payload", "", true}
 	targetCreateMPU    = s3Target{"payload-CreateMultipartUpload", "CreateMultipartUpload", "payload", "", true}
 	targetUploadPart   = s3Target{"payload-UploadPart", "UploadPart", "payload", "", true}
@@ -86,62 +85,6 @@ var (
 	targetLeaseDelete  = s3Target{"lease-DELETE", "DELETE", "session.next", "", true}
 	targetDeleteObject = s3Target{"DeleteObjects", "DeleteObjects", "", "", true}
 )
-
-// s3Classify names an S3 request (path-style): its operation, the kind of
-// object it is about (session, session.next, session.N, payload, log,
-// other; "" for requests on the bucket) and its condition header.
-func s3Classify(r *http.Request) (op, object, cond string) {
-	q := r.URL.Query()
-	copySrc := r.Header.Get("X-Amz-Copy-Source") != ""
-	switch {
-	case r.Method == http.MethodGet && q.Has("uploads"):
-		op = "ListMultipartUploads"
-	case r.Method == http.MethodGet && q.Has("uploadId"):
-		op = "ListParts"
-	case r.Method == http.MethodGet && (q.Has("list-type") || strings.Count(strings.Trim(r.URL.Path, "/"), "/") == 0):
-		op = "LIST"
-	case r.Method == http.MethodPut && q.Has("partNumber") && copySrc:
-		op = "UploadPartCopy"
-	case r.Method == http.MethodPut && q.Has("partNumber"):
-		op = "UploadPart"
-	case r.Method == http.MethodPut && copySrc:
-		op = "CopyObject"
-	case r.Method == http.MethodPost && q.Has("uploads"):
-		op = "CreateMultipartUpload"
-	case r.Method == http.MethodPost && q.Has("uploadId"):
-		op = "CompleteMultipartUpload"
-	case r.Method == http.MethodPost && q.Has("delete"):
-		op = "DeleteObjects"
-	case r.Method == http.MethodDelete && q.Has("uploadId"):
-		op = "AbortMultipartUpload"
-	default:
-		op = r.Method // GET (ranged or not), HEAD, PUT, DELETE
-	}
-	switch {
-	case r.Header.Get("If-Match") != "":
-		cond = "If-Match"
-	case r.Header.Get("If-None-Match") != "":
-		cond = "If-None-Match"
-	}
-	if op == "LIST" || op == "ListMultipartUploads" || op == "DeleteObjects" {
-		return op, "", cond
-	}
-	key := strings.Trim(r.URL.Path, "/")
-	base := path.Base(key)
-	switch {
-	case strings.Contains(key, "/logs/"):
-		object = "log"
-	case base == storage.CheckpointFile || base == storage.NextFile:
-		object = base
-	case strings.HasPrefix(base, storage.CheckpointFile+"."):
-		object = "session.N"
-	case strings.HasPrefix(base, storage.PayloadPrefix):
-		object = "payload"
-	default:
-		object = "other"
-	}
-	return op, object, cond
-}
 
 // s3FaultProxy is a reverse proxy on 127.0.0.1 in front of an S3 server.
 // It watches the requests of the sessions it is told of (each test case
@@ -253,7 +196,7 @@ func (p *s3FaultProxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		where += string(body)
 	}
-	op, object, cond := s3Classify(r)
+	op, object, cond := s3test.Classify(r)
 	rec := &s3Logged{op: op, object: object, cond: cond}
 	p.mu.Lock()
 	if w := p.watches[s3IDPattern.FindString(where)]; w != nil {
