@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,6 +36,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sys/unix"
 
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/repository"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 	"github.com/ckpt-dev/ckpt/pkg/storage/s3store"
@@ -407,7 +409,7 @@ func BenchmarkS3Verbs(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		held, err := be.Lock(b.Context(), storage.CurrentOwner("bench holder", time.Now()))
+		held, err := be.Lock(b.Context(), storage.NextFile, storage.CurrentOwner("bench holder", time.Now()))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -971,4 +973,220 @@ func ckptRun(ref repoRef, args ...string) func(b *testing.B) time.Duration {
 		c.Stdout = devNull(b)
 		return measure(b, c).elapsed
 	}
+}
+
+// BenchmarkStepCost is 'ckpt step ID NAME -- true' (a new name each time,
+// so that it runs) in three local sessions side by side: one just created,
+// one with a 1 GiB payload saved, one with 10,000 earlier steps recorded.
+// Step records live apart from the checkpoint, so the three should cost
+// the same: it reports the median of each and their ratios to the empty
+// session's (x-of-empty), and the median of 'ckpt steps' over the 10,000
+// steps, and of 'ckpt version', the process floor. One iteration (ns/op)
+// is a round: each command once, in an order that turns from round to
+// round, so that noise on the machine hits all alike.
+//
+// The three sessions are on one file system, a tmpfs (/dev/shm) when there
+// is one: the fixture records 10,000 steps, each fsynced, which takes
+// several times as long on a disk. There an fsync costs nothing, so what a
+// step does besides (read a payload, list other steps) is not hidden
+// behind the disk's latency. The table also gives each step's own time,
+// its median less that of 'ckpt version', and the ratio of those.
+func BenchmarkStepCost(b *testing.B) {
+	const size, steps = 1 << 30, 10_000
+	ckptBinary(b)
+	repo := filepath.Join(fixtureRoot(b), "repo")
+	r, err := repository.Open(repo)
+	if err != nil {
+		b.Fatal(err)
+	}
+	empty, big, many := createSessions(b, r, "bench", size, steps)
+	stepCostRounds(b, repoRef{loc: repo}, nil, empty, big, many, "1GiB", steps)
+}
+
+// BenchmarkS3StepCost is BenchmarkStepCost on an S3 repository (versitygw,
+// through the counting proxy, no delay added), with a 64 MiB payload, not
+// 1 GiB, and 1,000 earlier steps, not 10,000, to keep the fixture quick: it
+// adds the requests of each run, and what they were.
+func BenchmarkS3StepCost(b *testing.B) {
+	const size, steps = 64 << 20, 1_000
+	gw := startGateway(b)
+	px := newS3Proxy(b, gw.Endpoint)
+	ckptBinary(b)
+	r, err := repository.OpenS3(b.Context(), gw.URL("stepcost"), gw.StoreOptions(s3store.Options{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("on S3 the payload is %d MiB, not 1 GiB, and the earlier steps %d, not 10,000", size>>20, steps)
+	empty, big, many := createSessions(b, r, "bench", size, steps)
+	stepCostRounds(b, s3Ref(b, gw, px.URL, "stepcost"), px, empty, big, many, "64MiB", steps)
+}
+
+// fixtureRoot returns a directory removed when tb ends, on a tmpfs if
+// /dev/shm is one with 2 GiB free, else tb's temporary directory.
+func fixtureRoot(tb testing.TB) string {
+	var st unix.Statfs_t
+	if unix.Statfs("/dev/shm", &st) != nil || st.Type != unix.TMPFS_MAGIC || st.Bavail*uint64(st.Bsize) < 2<<30 {
+		return tb.TempDir()
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "ckpt-bench-")
+	if err != nil {
+		return tb.TempDir()
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// createSessions creates three sessions in r, made with the library: one
+// left empty, one with a payload of size bytes saved, and one with steps
+// steps recorded (started and passed).
+func createSessions(b *testing.B, r *repository.Repository, prefix string, size int64, steps int) (empty, big, many string) {
+	ctx := b.Context()
+	create := func() *storage.Session {
+		s, err := r.Create(ctx, repository.CreateOptions{Prefix: prefix})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	empty = create().ID()
+	s := create()
+	big = s.ID()
+	start := time.Now()
+	if _, err := s.Save(ctx, io.LimitReader(zeros{}, size)); err != nil {
+		b.Fatal(err)
+	}
+	saved := time.Since(start)
+	s = create()
+	many = s.ID()
+	start = time.Now()
+	recordSteps(b, r, many, steps)
+	b.Logf("fixture: saved %d MiB in %v; recorded %d steps in %v", size>>20, saved.Round(time.Millisecond), steps, time.Since(start).Round(time.Millisecond))
+	return empty, big, many
+}
+
+// recordSteps records n steps in session id, each started and passed
+// through the library, 64 at a time, each goroutine with a session of
+// its own.
+func recordSteps(b *testing.B, r *repository.Repository, id string, n int) {
+	ctx := b.Context()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Go(func() {
+			s, err := r.Open(ctx, id)
+			if err != nil {
+				errs <- err
+				return
+			}
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				name := fmt.Sprintf("earlier-%05d", i)
+				c, err := s.StartStep(ctx, name, storage.StepOptions{Identity: checkpoint.Identity{Key: "bench", Command: []string{"true"}}, Command: "bench"})
+				if err == nil && c.Action != storage.StepRun {
+					err = fmt.Errorf("step %s: action %d, want it run", name, c.Action)
+				}
+				if err == nil {
+					_, err = c.End(ctx, checkpoint.StepPassed, 0)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// stepCostRow is one command of a round of BenchmarkStepCost and what its
+// runs cost.
+type stepCostRow struct {
+	label string // a metric's prefix: "empty", "1GiB", "10ksteps", "steps-10k"
+	what  string // what the table says it is
+	args  func(round string) []string
+	step  bool // a step, compared with the one in the empty session
+	s     procStats
+	reqs  reqStats
+}
+
+// stepCostRounds times, in rounds, 'ckpt step ID NAME -- true' in each of
+// the sessions empty, big (its payload called bigLabel) and many (which has
+// steps steps), 'ckpt steps' of many, and 'ckpt version' (the process
+// floor); with px, it counts each run's requests through it. It reports
+// the medians and the ratios to the step in the empty session, and logs a
+// table that adds the step's own time (its median above the floor's) and
+// its ratio.
+func stepCostRounds(b *testing.B, ref repoRef, px *s3Proxy, empty, big, many, bigLabel string, steps int) {
+	stepIn := func(id string) func(string) []string {
+		return func(round string) []string { return []string{"step", id, "bench-" + round, "--", "true"} }
+	}
+	k := fmt.Sprintf("%dk", steps/1000)
+	if steps%1000 != 0 {
+		k = strconv.Itoa(steps)
+	}
+	rows := []*stepCostRow{
+		{label: "floor", what: "'ckpt version' (floor)", args: func(string) []string { return []string{"version"} }},
+		{label: "empty", what: "step, empty session", args: stepIn(empty), step: true},
+		{label: bigLabel, what: "step, " + bigLabel + " payload", args: stepIn(big), step: true},
+		{label: k + "steps", what: fmt.Sprintf("step, %d earlier steps", steps), args: stepIn(many), step: true},
+		{label: "steps-" + k, what: fmt.Sprintf("'ckpt steps', %d steps", steps), args: func(string) []string { return []string{"steps", many} }},
+	}
+	floor, base := rows[0], rows[1]
+	if out := ckptOut(b, ref, nil, "steps", many); strings.Count(out, "\n") != steps {
+		b.Fatalf("ckpt steps printed %d rows, want %d", strings.Count(out, "\n"), steps)
+	}
+	run := func(r *stepCostRow, round string) (procStats, []s3Request) {
+		c := ckptCmd(b, ref, r.args(round)...)
+		c.Stdout = devNull(b)
+		px.take()
+		s := measure(b, c)
+		return s, px.take()
+	}
+	if px == nil {
+		px = &s3Proxy{} // counts nothing
+	}
+	// One round to warm up: the binary, the page cache, the gateway.
+	for _, r := range rows {
+		run(r, "warm-up")
+	}
+	round := 0
+	for b.Loop() {
+		for j := range rows {
+			r := rows[(round+j)%len(rows)]
+			s, reqs := run(r, strconv.Itoa(round))
+			r.s.add(s)
+			r.reqs.add(reqs)
+		}
+		round++
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "%d rounds, medians:\n\t%-28s %9s %7s %9s %7s %9s %9s", round, "", "time", "x-empty", "own", "x-empty", "cpu/mean", "wchar-B")
+	if base.reqs.total > 0 {
+		fmt.Fprintf(&table, " %8s  %s", "requests", "of which")
+	}
+	ratio := func(a, b time.Duration) float64 { return float64(a) / float64(max(b, 1)) }
+	for _, r := range rows {
+		m, own := r.s.median(), r.s.median()-floor.s.median()
+		b.ReportMetric(float64(m.Microseconds())/1000, r.label+"-ms")
+		x, ownX := "-", "-"
+		if r.step && r != base {
+			b.ReportMetric(ratio(m, base.s.median()), r.label+"-x-of-empty")
+			x = fmt.Sprintf("%.2f", ratio(m, base.s.median()))
+			ownX = fmt.Sprintf("%.2f", ratio(own, base.s.median()-floor.s.median()))
+		}
+		if r == floor {
+			own = 0
+		}
+		n := max(r.s.runs, 1)
+		fmt.Fprintf(&table, "\n\t%-28s %9s %7s %9s %7s %9s %9d", r.what, m.Round(10*time.Microsecond), x,
+			own.Round(10*time.Microsecond), ownX, (r.s.cpu / time.Duration(n)).Round(10*time.Microsecond), r.s.wchar/int64(n))
+		if base.reqs.total > 0 {
+			fmt.Fprintf(&table, " %8.4g  %s", float64(r.reqs.total)/float64(max(r.reqs.runs, 1)), r.reqs.breakdown())
+		}
+	}
+	b.Log(table.String())
 }

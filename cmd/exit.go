@@ -113,8 +113,9 @@ func message(err error) string {
 		msg = "interrupted; nothing was saved"
 	}
 	// One line per error: a wrapped multi-line error must not break the
-	// "ckpt: " prefix rule.
-	return strings.ReplaceAll(msg, "\n", "; ")
+	// "ckpt: " prefix rule, and text an error quotes from a session (an
+	// owner's command line, a file name) must not reach the terminal raw.
+	return printable(strings.ReplaceAll(msg, "\n", "; "))
 }
 
 // hints returns what the user can do about err.
@@ -126,6 +127,10 @@ func (a *app) hints(err error) []string {
 		usage   usageError
 	)
 	switch {
+	case errors.As(err, &locked) && locked.Step != "" && !locked.Lost:
+		return []string{fmt.Sprintf("another process runs step %s: wait for it with --wait, or if it hangs, stop it and run 'ckpt break-lock %s --step %s --force'", locked.Step, locked.Session, shellQuote([]string{locked.Step}))}
+	case errors.As(err, &locked) && locked.Lost && strings.Contains(locked.Reason, "already ended by another process"):
+		return []string{"this run's claim was broken and another runner took the step over; its result is theirs"}
 	case errors.As(err, &locked) && locked.Stale:
 		return []string{fmt.Sprintf("its writer is gone; run 'ckpt break-lock %s' (or pass --break-stale), then try again", locked.Session)}
 	case errors.As(err, &locked) && locked.Owner != nil:
@@ -164,6 +169,10 @@ func (a *app) hints(err error) []string {
 		return []string{"check the credentials ($AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, or $AWS_PROFILE): they may be wrong or have expired"}
 	case errors.Is(err, s3store.ErrUnavailable):
 		return []string{"the server did not answer in time, retries included; check $AWS_ENDPOINT_URL_S3 and the network, then try again"}
+	case errors.Is(err, errBinaryTerminal):
+		return []string{"redirect stdout to a file or a pipe, pass -o FILE, or pass -o - to write it to the terminal anyway"}
+	case errors.Is(err, errRepoURL):
+		return []string{"an S3 repository is s3://BUCKET or s3://BUCKET/PREFIX, in --repo or $CKPT_REPOSITORY"}
 	case errors.Is(err, s3store.ErrNoConditionalWrites):
 		return []string{"ckpt's locks need a server that enforces If-None-Match and If-Match (AWS S3 does); use another server or a local repository"}
 	case errors.As(err, &usage):

@@ -3,10 +3,7 @@ package cmd
 import (
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
-	"strings"
-	"time"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -19,10 +16,11 @@ func (a *app) newGCCommand() *cobra.Command {
 		olderThan string
 	)
 	c := &cobra.Command{
-		Use:   "gc --older-than DURATION [--flag F]... [--dry-run]",
+		Use:   "gc --older-than DURATION [--flag F]... [--no-flag F]... [--key K] [--dry-run]",
 		Short: "Remove sessions idle for longer than a duration",
 		Long: `Remove every session whose last save is older than DURATION (with --flag,
-only those with all of these flags set), and sweep what crashed processes
+only those with all of these flags set; with --no-flag, only those with none
+of these), and sweep what crashed processes
 left behind, when older than DURATION: stale session.next locks, orphaned
 temporary files, and half-removed sessions.
 
@@ -37,6 +35,7 @@ or 1d12h. Each line on stdout says what gc did: "removed ID", "swept PATH",
 remove ID" and "would sweep PATH".`,
 		Example: `  ckpt gc --older-than 7d
   ckpt gc --older-than 36h --flag done --dry-run
+  ckpt gc --older-than 7d --no-flag keep
   ckpt gc --older-than 30d --json | jq -r '.removed[]'`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -48,7 +47,7 @@ remove ID" and "would sweep PATH".`,
 				return usageError{fmt.Errorf("--older-than %s: %w", olderThan, err)}
 			}
 			o.OlderThan = d
-			if err := validFlags(o.Flags); err != nil {
+			if err := validFlags(slices.Concat(o.Flags, o.NoFlags)); err != nil {
 				return err
 			}
 			if err := validKey(o.Key); err != nil {
@@ -79,49 +78,8 @@ remove ID" and "would sweep PATH".`,
 	f := c.Flags()
 	f.StringVar(&olderThan, "older-than", "", "remove sessions whose last save is older than `DURATION` (90m, 36h, 7d)")
 	f.StringArrayVar(&o.Flags, "flag", nil, "only remove sessions with this flag set (repeatable)")
+	f.StringArrayVar(&o.NoFlags, "no-flag", nil, "only remove sessions without this flag (repeatable)")
 	f.StringVar(&o.Key, "key", "", "only remove sessions created with exactly this `KEY`")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print what would be removed, and remove nothing")
 	return c
-}
-
-// parseDuration is time.ParseDuration with days: a leading "Nd" (N may have
-// a fraction) counts N times 24 hours, as in 7d or 1d12h. It refuses
-// durations that are not positive.
-func parseDuration(s string) (time.Duration, error) {
-	invalid := errors.New("invalid duration: want a number and a unit (s, m, h, d), such as 90m, 36h or 7d")
-	if strings.HasPrefix(s, "-") {
-		return 0, errors.New("want a duration greater than zero")
-	}
-	var d time.Duration
-	rest := s
-	if days, after, ok := strings.Cut(s, "d"); ok {
-		if days == "" || strings.Trim(days, "0123456789.") != "" {
-			return 0, invalid
-		}
-		n, err := strconv.ParseFloat(days, 64)
-		if err != nil {
-			return 0, invalid
-		}
-		if n*float64(24*time.Hour) >= math.MaxInt64 {
-			return 0, errors.New("duration too long")
-		}
-		d, rest = time.Duration(n*float64(24*time.Hour)), after
-	}
-	if rest != "" {
-		if rest[0] == '-' || rest[0] == '+' {
-			return 0, invalid
-		}
-		more, err := time.ParseDuration(rest)
-		if err != nil {
-			return 0, invalid
-		}
-		if more > math.MaxInt64-d {
-			return 0, errors.New("duration too long")
-		}
-		d += more
-	}
-	if d <= 0 {
-		return 0, errors.New("want a duration greater than zero")
-	}
-	return d, nil
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/repository"
+
+	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
 func (a *app) newLastCommand() *cobra.Command {
@@ -66,6 +68,15 @@ session object, as 'ckpt show --json' does.`,
 			}
 			if err != nil {
 				return fmt.Errorf("%w%s", err, describeFilter(f))
+			}
+			if a.json {
+				s, err := r.Open(c.Context(), st.ID)
+				if err != nil {
+					return err
+				}
+				if st, err = s.Stat(c.Context(), storage.WithSteps()); err != nil {
+					return err
+				}
 			}
 			return a.printLast(st)
 		},

@@ -10,17 +10,23 @@ import (
 func (a *app) newListCommand() *cobra.Command {
 	var f repository.Filter
 	c := &cobra.Command{
-		Use:     "list [--prefix P] [--flag F]...",
+		Use:     "list [--prefix P] [--flag F]... [--no-flag F]... [--key K]",
 		Aliases: []string{"ls"},
 		Short:   "List sessions, youngest first",
 		Long: `List the sessions in the repository, youngest first (by last save, else by
 creation): id, generation, payload size, age of the last save, title, flags
 and lock state ("live" or "stale").
 
+--flag and --no-flag select the sessions that have, or have not, a flag;
+'ckpt mark --set' and '--clear' change them.
+
+Titles and other stored text are printed with control characters escaped
+(\x1b, \n), and columns are aligned by display width; --json has them exact.
+
 A damaged session is listed as DAMAGED with the reason; the others still list.
 An empty repository lists nothing and exits 0.`,
 		Example: `  ckpt list
-  ckpt list --prefix nightly --flag incomplete
+  ckpt list --prefix nightly --flag incomplete --no-flag submitted
   ckpt list --json | jq -r '.[0].id'`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -34,6 +40,7 @@ An empty repository lists nothing and exits 0.`,
 			if err != nil {
 				return err
 			}
+			f.WithSteps = a.json
 			entries, err := r.List(c.Context(), f)
 			if err != nil {
 				return err

@@ -1,12 +1,14 @@
 package cmd
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"unicode/utf8"
 
 	"github.com/google/renameio/v2"
 	"github.com/spf13/cobra"
@@ -21,7 +23,7 @@ func (a *app) newLoadCommand() *cobra.Command {
 		strict     bool
 	)
 	c := &cobra.Command{
-		Use:   "load [ID] [-o FILE] [--generation N] [--strict]",
+		Use:   "load [ID] [-o FILE|-] [--generation N] [--strict]",
 		Short: "Write the current checkpoint's payload to stdout or a file",
 		Long: `Verify the current checkpoint and write its payload to stdout, or to FILE
 with -o. The whole checkpoint is checked before the first byte is written.
@@ -38,12 +40,18 @@ and shell redirection, a symbolic link is followed (its target is replaced)
 and a device or FIFO (-o /dev/null, -o /dev/stdout) is written into, never
 replaced. A session that was created but never saved exits 3.
 
+A binary payload (not UTF-8 text, or holding NUL or other control bytes in
+its first 8 KiB) is not written to a terminal: load exits 2 and writes
+nothing, as a stray escape sequence could do to the terminal what it likes.
+Redirect stdout, give -o FILE, or give -o - to write it to stdout anyway.
+
 Inside 'ckpt run' on the same session, load reads the transaction's payload:
 what the transaction saved so far, else the checkpoint it started from.`,
 		Example: `  ckpt load "$S" > state.json
   ckpt load "$S" -o state.json || echo "nothing to resume"
   ckpt load "$S" --generation 4 -o state-4.json
-  ckpt load "$S" --strict > state.json   # exit 6 rather than fall back`,
+  ckpt load "$S" --strict > state.json   # exit 6 rather than fall back
+  ckpt load "$S" -o - | xxd | less       # '-o -': stdout, even a terminal`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			id, _, err := a.sessionArgs(args, 0)
@@ -88,7 +96,7 @@ what the transaction saved so far, else the checkpoint it started from.`,
 				}
 				return cp, nil
 			}
-			if output != "" {
+			if output != "" && output != "-" {
 				target, special, err := outputTarget(output)
 				if err != nil {
 					return err
@@ -113,17 +121,37 @@ what the transaction saved so far, else the checkpoint it started from.`,
 			return a.writePayload(c, output, cp)
 		},
 	}
-	c.Flags().StringVarP(&output, "output", "o", "", "write the payload to `FILE`, atomically")
+	c.Flags().StringVarP(&output, "output", "o", "", "write the payload to `FILE`, atomically; '-' for stdout, even a terminal")
 	c.Flags().Uint64Var(&generation, "generation", 0, "load kept generation `N` instead of the current one")
 	c.Flags().BoolVar(&strict, "strict", false, "fail (exit 6) rather than fall back to an older generation")
 	return c
 }
 
-// writePayload copies a payload to stdout, or to the file output (see
-// outputTarget).
+// errBinaryTerminal is load's refusal to write a binary payload onto a
+// terminal that -o - did not ask for.
+var errBinaryTerminal = errors.New("refusing to write a binary payload to a terminal")
+
+// sniffLen is how much of a payload decides whether it is text.
+const sniffLen = 8 << 10
+
+// writePayload copies a payload to stdout (output "" or "-"), or to the file
+// output (see outputTarget). Unless output is "-", a binary payload is not
+// written to a terminal.
 func (a *app) writePayload(c *cobra.Command, output string, r io.Reader) error {
-	if output == "" {
-		if _, err := io.Copy(c.OutOrStdout(), r); err != nil {
+	if output == "" || output == "-" {
+		out := c.OutOrStdout()
+		if output == "" && isTerminal(out) {
+			br := bufio.NewReaderSize(r, sniffLen)
+			head, err := br.Peek(sniffLen)
+			if err != nil && err != io.EOF {
+				return fmt.Errorf("read payload: %w", err)
+			}
+			if looksBinary(head, err == io.EOF) {
+				return usageError{errBinaryTerminal}
+			}
+			r = br
+		}
+		if _, err := io.Copy(out, r); err != nil {
 			return fmt.Errorf("write payload: %w", err)
 		}
 		return nil
@@ -244,4 +272,24 @@ func writeFileAtomically(path string, r io.Reader) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// looksBinary reports whether head, the start of a payload (all of it when
+// whole), is not text a terminal shows as it is: not UTF-8, or holding NUL,
+// DEL or other control characters than tab, newline, carriage return and
+// form feed. Escape sequences count as binary. A character cut in two at
+// the end of a partial head is no evidence.
+func looksBinary(head []byte, whole bool) bool {
+	for i := 0; i < len(head); {
+		r, n := utf8.DecodeRune(head[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			return whole || utf8.FullRune(head[i:])
+		case r < 0x20 && r != '\t' && r != '\n' && r != '\r' && r != '\f',
+			0x7f <= r && r < 0xa0:
+			return true
+		}
+		i += n
+	}
+	return false
 }

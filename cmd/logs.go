@@ -2,25 +2,32 @@ package cmd
 
 import (
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 )
 
 func (a *app) newLogsCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "logs [ID] NAME",
-		Short: "Print the log of a step",
-		Long: `Print what the last run of step NAME wrote to its stdout and stderr, as
-'ckpt step' kept it: at most --log-limit bytes (1 MiB by default), the first
-three quarters and the last quarter with a line saying how much was left out
-between them. The log of a step that is still running shows its output so
-far, up to three quarters of the limit. Without ID, the session is
-$CKPT_SESSION.
+	var attempt int
+	c := &cobra.Command{
+		Use:   "logs [ID] NAME [--attempt N]",
+		Short: "Print the log of a step's attempt",
+		Long: `Print what an attempt of step NAME wrote to its stdout and stderr, as
+'ckpt step' kept it: the latest attempt that has a log, or attempt N with
+--attempt N (see the ATTEMPTS column of 'ckpt steps'; the last 5 attempts
+keep their logs). A log holds at most --log-limit bytes (1 MiB by default),
+the first three quarters and the last quarter with a line saying how much
+was left out between them. Locally, the log of a step that is still running,
+or whose run was killed, shows its output so far, up to three quarters of
+the limit; on S3 a log is stored when its attempt ends. Without ID, the
+session is $CKPT_SESSION.
 
-A step that never ran with 'ckpt step' has no log: exit status 3.`,
+A step that never ran with 'ckpt step', or an attempt without a log, has no
+log: exit status 3.`,
 		Example: `  ckpt logs "$S" unit-tests
-  ckpt logs integration | tail -50`,
+  ckpt logs integration | tail -50
+  ckpt logs reboot-test --attempt 2`,
 		Args: usageArgs(cobra.RangeArgs(1, 2)),
 		RunE: func(c *cobra.Command, args []string) error {
 			id, rest, err := a.sessionArgs(args, 1)
@@ -30,11 +37,14 @@ A step that never ran with 'ckpt step' has no log: exit status 3.`,
 			if err := validStepName(rest[0]); err != nil {
 				return err
 			}
+			if attempt < 0 {
+				return usageError{fmt.Errorf("--attempt %d: want 1 or more", attempt)}
+			}
 			s, err := a.session(c.Context(), id)
 			if err != nil {
 				return err
 			}
-			r, err := s.ReadLog(c.Context(), rest[0])
+			r, _, err := s.StepLog(c.Context(), rest[0], attempt)
 			if err != nil {
 				return err
 			}
@@ -42,4 +52,6 @@ A step that never ran with 'ckpt step' has no log: exit status 3.`,
 			return errors.Join(err, r.Close())
 		},
 	}
+	c.Flags().IntVar(&attempt, "attempt", 0, "print the log of attempt `N` (default: the latest with a log)")
+	return c
 }

@@ -8,9 +8,9 @@ import (
 
 func (a *app) newMarkCommand() *cobra.Command {
 	var (
-		title      string
-		set, clear []string
-		lock       lockFlags
+		title string
+		flags setFlags
+		lock  lockFlags
 	)
 	c := &cobra.Command{
 		Use:   "mark [ID] [--set F]... [--clear F]... [--title T]",
@@ -20,10 +20,13 @@ new generation names the current payload, which is neither read nor copied,
 and 'ckpt mark' prints its number. Without ID, the session is $CKPT_SESSION.
 
 Like a save, it takes the session's lock (exit 4 while another writer holds
-it, unless --wait; --break-stale breaks the lock of a writer that is gone),
-keeps history as a save does and resets the session's idle time for
-'ckpt gc'. Marking a session that was never
-saved makes a new generation that still has no checkpoint to load.`,
+it, unless --wait; --break-stale, or $CKPT_BREAK_STALE=true, breaks the lock
+of a writer that is gone), keeps history as a save does and resets the
+session's idle time for 'ckpt gc'. Marking a session that was never saved
+makes a new generation that still has no checkpoint to load.
+
+--set and --clear change flags here and in 'ckpt create', 'save' and 'run';
+--flag and --no-flag select sessions by them in 'ckpt list', 'last' and 'gc'.`,
 		Example: `  ckpt mark "$S" --clear incomplete --set done
   ckpt mark --set submitted --title "nightly 2026-11-22, submitted"
   ckpt mark "$S" --json`,
@@ -39,7 +42,7 @@ saved makes a new generation that still has no checkpoint to load.`,
 			}
 			opts := []storage.SaveOption{
 				storage.KeepPayload(),
-				storage.WithFlags(set, clear),
+				flags.option(),
 				storage.WithCommand("ckpt mark"),
 				storage.Keep(keep),
 			}
@@ -62,8 +65,7 @@ saved makes a new generation that still has no checkpoint to load.`,
 		},
 	}
 	f := c.Flags()
-	f.StringArrayVar(&set, "set", nil, "set a flag (repeatable)")
-	f.StringArrayVar(&clear, "clear", nil, "clear a flag (repeatable)")
+	flags.register(c, "", false)
 	f.StringVar(&title, "title", "", "set the title")
 	lock.register(c)
 	return c

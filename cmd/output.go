@@ -2,14 +2,18 @@ package cmd
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
+	"unicode/utf8"
+
+	"github.com/mattn/go-runewidth"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/repository"
@@ -19,6 +23,12 @@ import (
 // This file is the one place that renders output. Every command's --json
 // output is built from the types below; their field names are documented in
 // the README and must stay stable.
+//
+// JSON carries stored text (titles, flags, keys, step names, notes, owners'
+// command lines) exactly. Text output passes it through printable first, so
+// that a title cannot set the reader's window title or fake a line of its
+// own, and aligns tables by display width, so that CJK and emoji titles do
+// not push the columns after them out of line.
 
 type sessionJSON struct {
 	ID         string            `json:"id"`
@@ -48,6 +58,10 @@ type stepJSON struct {
 	Key     string         `json:"key"`
 	Command []string       `json:"command"`
 	Passed  []identityJSON `json:"passed"`
+	// Owner is the process that ran the last attempt; Note says why it
+	// ended as it did when its command did not (crashed, given up).
+	Owner *checkpoint.Owner `json:"owner,omitempty"`
+	Note  string            `json:"note,omitempty"`
 }
 
 type identityJSON struct {
@@ -137,10 +151,10 @@ func newSessionJSON(st *storage.Status) sessionJSON {
 		if h.Flags != nil {
 			s.Flags = h.Flags
 		}
-		s.Steps = newStepsJSON(h.Steps)
 	} else {
 		s.Saved, s.Created = st.Modified, st.Modified
 	}
+	s.Steps = newStepsJSON(st.Steps)
 	return s
 }
 
@@ -155,9 +169,10 @@ func newStepsJSON(steps []checkpoint.Step) []stepJSON {
 		for _, id := range st.Passed {
 			j.Passed = append(j.Passed, identityJSON{Key: id.Key, Command: id.Command})
 		}
-		if st.State != checkpoint.StepRunning {
+		if st.State != checkpoint.StepRunning && st.Exit >= 0 {
 			j.Exit = &st.Exit
 		}
+		j.Owner, j.Note = st.Owner, st.Note
 		out = append(out, j)
 	}
 	return out
@@ -177,16 +192,18 @@ func lockState(l *storage.Lock) string {
 	return "live"
 }
 
-// printJSON writes v as indented JSON followed by a newline.
-// table returns a writer that aligns tab-separated columns, buffered so that
-// a table of many rows costs a few writes, and the function that writes it
-// out.
-func (a *app) table() (*tabwriter.Writer, func() error) {
+// table returns a writer that aligns tab-separated columns by display
+// width, buffered so that a table of many rows costs a few writes, and the
+// function that writes it out. Stored text goes into a cell through
+// printable or clip, which also take out the tabs and newlines that would
+// split it.
+func (a *app) table() (*tableWriter, func() error) {
 	bw := bufio.NewWriterSize(a.io.Out, 64<<10)
-	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	tw := &tableWriter{w: bw, padding: 2}
 	return tw, func() error { return errors.Join(tw.Flush(), bw.Flush()) }
 }
 
+// printJSON writes v as indented JSON followed by a newline.
 func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.io.Out)
 	enc.SetIndent("", "  ")
@@ -215,7 +232,7 @@ func (a *app) printList(entries []repository.Entry) error {
 	now := a.now()
 	for _, e := range entries {
 		if e.Err != nil {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\tDAMAGED\t-\t-\n", e.ID)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tDAMAGED\t-\t-\n", printable(e.ID))
 			a.warn("%s", message(e.Err))
 			continue
 		}
@@ -231,7 +248,7 @@ func (a *app) printList(entries []repository.Entry) error {
 		if st.Lock != nil {
 			lock = lockState(st.Lock)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.ID, gen, humanSize(st.Size), age(now, st.Modified), oneLine(title, 40), flags, lock)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(st.ID), gen, humanSize(st.Size), age(now, st.Modified), clip(title, 40), printable(flags), lock)
 	}
 	return flush()
 }
@@ -272,7 +289,7 @@ func (a *app) printHistory(gens []storage.Generation) error {
 		if len(g.Flags) > 0 {
 			flags = strings.Join(g.Flags, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", gen, age(now, g.Saved), humanSize(g.Size), oneLine(g.Title, 40), flags, state)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", gen, age(now, g.Saved), humanSize(g.Size), clip(g.Title, 40), printable(flags), state)
 	}
 	return flush()
 }
@@ -290,7 +307,7 @@ func (a *app) printFindings(fs []finding) error {
 		if path == "" {
 			path = "-"
 		}
-		if _, err := fmt.Fprintf(a.io.Out, "%s: %s: %s: %s\n", f.Session, f.Kind, path, f.Detail); err != nil {
+		if _, err := fmt.Fprintf(a.io.Out, "%s: %s: %s: %s\n", printable(f.Session), f.Kind, printable(path), printable(f.Detail)); err != nil {
 			return err
 		}
 	}
@@ -304,7 +321,7 @@ func (a *app) printShow(st *storage.Status, path string) error {
 	}
 	now := a.now()
 	tw, flush := a.table()
-	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, printable(v)) }
 	row("id", st.ID)
 	row("path", path)
 	if h := st.Header; h == nil {
@@ -322,7 +339,7 @@ func (a *app) printShow(st *storage.Status, path string) error {
 		row("app", h.App)
 		row("size", fmt.Sprintf("%s (%d bytes)", humanSize(st.Size), st.Size))
 		row("saved by", h.Owner.String())
-		row("steps", stepSummary(h.Steps))
+		row("steps", stepSummary(st.Steps))
 	}
 	if l := st.Lock; l == nil {
 		row("lock", "none")
@@ -332,10 +349,31 @@ func (a *app) printShow(st *storage.Status, path string) error {
 	return flush()
 }
 
+// maxStepSummary bounds the steps 'show' names one by one.
+const maxStepSummary = 12
+
 // stepSummary renders steps in one line: "build passed, tests running".
+// More than maxStepSummary steps are counted by state instead: "2000 steps:
+// 1990 passed, 10 failed".
 func stepSummary(steps []checkpoint.Step) string {
 	if len(steps) == 0 {
 		return "none"
+	}
+	if len(steps) > maxStepSummary {
+		count := map[string]int{}
+		var states []string
+		for _, st := range steps {
+			if count[st.State] == 0 {
+				states = append(states, st.State)
+			}
+			count[st.State]++
+		}
+		slices.Sort(states)
+		parts := make([]string, len(states))
+		for i, s := range states {
+			parts[i] = fmt.Sprintf("%d %s", count[s], s)
+		}
+		return fmt.Sprintf("%d steps: %s", len(steps), strings.Join(parts, ", "))
 	}
 	parts := make([]string, len(steps))
 	for i, st := range steps {
@@ -346,10 +384,7 @@ func stepSummary(steps []checkpoint.Step) string {
 
 // printSteps renders a session's step records.
 func (a *app) printSteps(st *storage.Status) error {
-	var steps []checkpoint.Step
-	if st.Header != nil {
-		steps = st.Header.Steps
-	}
+	steps := st.Steps
 	if a.json {
 		return a.printJSON(newStepsJSON(steps))
 	}
@@ -361,17 +396,24 @@ func (a *app) printSteps(st *storage.Status) error {
 	fmt.Fprintln(tw, "NAME\tSTATE\tEXIT\tATTEMPTS\tSTARTED\tDURATION")
 	for _, s := range steps {
 		exit, dur := "-", "-"
-		if s.State != checkpoint.StepRunning {
-			exit, dur = fmt.Sprint(s.Exit), duration(s.Duration)
+		if s.State != checkpoint.StepRunning && s.State != checkpoint.StepCrashed {
+			dur = duration(s.Duration)
+			if s.Exit >= 0 {
+				exit = fmt.Sprint(s.Exit)
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.State, exit, s.Attempts, age(now, s.Started), dur)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", printable(s.Name), s.State, exit, s.Attempts, age(now, s.Started), dur)
 	}
 	return flush()
 }
 
 // printSkip says on stderr that a step is skipped because it passed.
-func (a *app) printSkip(s *checkpoint.Step) {
-	a.notice("skip %s (passed %s)", s.Name, age(a.now(), s.Started.Add(s.Duration)))
+func (a *app) printSkip(at checkpoint.Attempt) {
+	if at.N == 0 {
+		a.notice("skip %s (passed before)", at.Step)
+		return
+	}
+	a.notice("skip %s (passed %s)", at.Step, age(a.now(), at.Started.Add(at.Duration)))
 }
 
 // printRunAgain says on stderr why a step that passed before runs again:
@@ -419,18 +461,27 @@ func shellQuote(argv []string) string {
 	return strings.Join(out, " ")
 }
 
-// printRetry says on stderr that a step's attempt failed and runs again.
-func (a *app) printRetry(s checkpoint.Step, attempts int) {
-	a.notice("step %s: attempt %d of %d failed with exit status %d; trying again", s.Name, s.Attempts, attempts, s.Exit)
+// printRetry says on stderr that a step's run failed and runs again.
+func (a *app) printRetry(at checkpoint.Attempt, exit, run, runs int) {
+	a.notice("step %s: run %d of %d (attempt %d) failed with exit status %d; trying again", at.Step, run, runs, at.N, exit)
 }
 
 // printStepEnd says on stderr how a step that did not pass ended.
-func (a *app) printStepEnd(s checkpoint.Step) {
-	tries := ""
-	if s.Attempts > 1 {
-		tries = fmt.Sprintf(" after %d attempts", s.Attempts)
+func (a *app) printStepEnd(at checkpoint.Attempt) {
+	if at.N > 1 {
+		a.notice("step %s %s with exit status %d (attempt %d)", at.Step, at.State, at.Exit, at.N)
+		return
 	}
-	a.notice("step %s %s with exit status %d%s", s.Name, s.State, s.Exit, tries)
+	a.notice("step %s %s with exit status %d", at.Step, at.State, at.Exit)
+}
+
+// printCrashed says on stderr that an attempt found dead was recorded.
+func (a *app) printCrashed(at *checkpoint.Attempt) {
+	if at.State == checkpoint.StepPassed {
+		a.notice("step %s: attempt %d started %s did not come back; recorded as passed (--noreturn)", at.Step, at.N, age(a.now(), at.Started))
+		return
+	}
+	a.notice("step %s: attempt %d, started %s by %s, crashed", at.Step, at.N, age(a.now(), at.Started), at.Owner)
 }
 
 // duration renders a step's duration to a useful precision.
@@ -457,7 +508,7 @@ func (a *app) printLast(st *storage.Status) error {
 	if a.json {
 		return a.printJSON(newSessionJSON(st))
 	}
-	_, err := fmt.Fprintln(a.io.Out, st.ID)
+	_, err := fmt.Fprintln(a.io.Out, printable(st.ID))
 	return err
 }
 
@@ -492,13 +543,13 @@ func (a *app) printGC(res *repository.GCResult, dryRun bool) error {
 	}
 	var b strings.Builder
 	for _, id := range res.Removed {
-		fmt.Fprintf(&b, "%s %s\n", remove, id)
+		fmt.Fprintf(&b, "%s %s\n", remove, printable(id))
 	}
 	for _, p := range res.Swept {
-		fmt.Fprintf(&b, "%s %s\n", sweep, p)
+		fmt.Fprintf(&b, "%s %s\n", sweep, printable(p))
 	}
 	for _, k := range res.Kept {
-		fmt.Fprintf(&b, "kept %s: %s\n", k.ID, k.Reason)
+		fmt.Fprintf(&b, "kept %s: %s\n", printable(k.ID), printable(k.Reason))
 	}
 	_, err := io.WriteString(a.io.Out, b.String())
 	return err
@@ -550,13 +601,175 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// warn prints a warning on stderr.
+// warn prints a warning on stderr, one line whatever its arguments hold.
 func (a *app) warn(format string, args ...any) {
-	fmt.Fprintf(a.io.Err, "ckpt: warning: "+format+"\n", args...)
+	fmt.Fprintf(a.io.Err, "ckpt: warning: %s\n", printable(fmt.Sprintf(format, args...)))
 }
 
 // notice prints an informational line on stderr, where it does not mix with
-// the data on stdout.
+// the data on stdout; one line whatever its arguments hold.
 func (a *app) notice(format string, args ...any) {
-	fmt.Fprintf(a.io.Err, "ckpt: "+format+"\n", args...)
+	fmt.Fprintf(a.io.Err, "ckpt: %s\n", printable(fmt.Sprintf(format, args...)))
+}
+
+// printable returns s with what a terminal would act on rather than show
+// escaped as Go escapes it in a quoted string: C0 and C1 control characters
+// and DEL (\x1b, \n, \u009b), the bidirectional overrides and isolates that
+// reorder what follows them (\u202e), the line and paragraph separators,
+// and bytes that are not UTF-8 (\xff). Everything else, wide and combining
+// characters and emoji included, is kept as it is. A backslash is not
+// escaped: the text stays readable, and --json has it exactly.
+func printable(s string) string {
+	i := unsafeIndex(s)
+	if i == len(s) {
+		return s
+	}
+	var b strings.Builder
+	for i < len(s) {
+		b.WriteString(s[:i])
+		n := escape(&b, s[i:])
+		s = s[i+n:]
+		i = unsafeIndex(s)
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+// unsafeIndex returns the index of the first byte of s that printable
+// escapes, len(s) if none.
+func unsafeIndex(s string) int {
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 || unsafeRune(r) {
+			return i
+		}
+		i += n
+	}
+	return len(s)
+}
+
+// escape writes the escape of the rune, or the byte that is not UTF-8, at
+// the start of s to b, and returns its length in s.
+func escape(b *strings.Builder, s string) int {
+	r, n := utf8.DecodeRuneInString(s)
+	if r == utf8.RuneError && n == 1 {
+		fmt.Fprintf(b, `\x%02x`, s[0])
+		return 1
+	}
+	q := strconv.QuoteRune(r)
+	b.WriteString(q[1 : len(q)-1])
+	return n
+}
+
+// unsafeRune reports whether printable escapes r.
+func unsafeRune(r rune) bool {
+	switch {
+	case r < 0x20, 0x7f <= r && r < 0xa0: // C0, DEL, C1
+		return true
+	case r == 0x061c, r == 0x200e, r == 0x200f, // bidi marks
+		0x202a <= r && r <= 0x202e, // embeddings and overrides
+		0x2066 <= r && r <= 0x2069, // isolates
+		r == 0x2028, r == 0x2029:   // line and paragraph separators
+		return true
+	}
+	return false
+}
+
+// clip makes s fit a table cell n columns wide: printable, and cut with
+// "…" where it is wider, never inside an escape, a wide character or an
+// emoji sequence.
+func clip(s string, n int) string {
+	if p := printable(s); runewidth.StringWidth(p) <= n {
+		return p
+	}
+	n -= runewidth.StringWidth("…")
+	var b strings.Builder
+	w := 0
+	for s != "" {
+		if i := unsafeIndex(s); i > 0 {
+			// Text, cut where runewidth says: between grapheme clusters.
+			tw := runewidth.StringWidth(s[:i])
+			if w+tw > n {
+				b.WriteString(runewidth.Truncate(s[:i], n-w, ""))
+				break
+			}
+			b.WriteString(s[:i])
+			w += tw
+			s = s[i:]
+			continue
+		}
+		// An escape, whole or not at all.
+		var e strings.Builder
+		size := escape(&e, s)
+		if w+e.Len() > n {
+			break
+		}
+		b.WriteString(e.String())
+		w += e.Len()
+		s = s[size:]
+	}
+	return b.String() + "…"
+}
+
+// tableWriter is text/tabwriter for what a terminal shows: it aligns
+// tab-separated cells, given in lines ending in newlines, by display width
+// (wide CJK characters and emoji take two columns) where tabwriter counts
+// bytes or runes. Each cell but a line's last is padded to its column's
+// width plus padding spaces. Control characters left in a cell are
+// escaped (see printable). Flush writes the lines out.
+type tableWriter struct {
+	w       io.Writer
+	padding int
+	rows    [][]string
+	partial []byte // the line being written, not yet ended
+}
+
+func (t *tableWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			t.partial = append(t.partial, p...)
+			return n, nil
+		}
+		line := string(append(t.partial, p[:i]...))
+		t.partial, p = t.partial[:0], p[i+1:]
+		cells := strings.Split(line, "\t")
+		for j, c := range cells {
+			cells[j] = printable(c)
+		}
+		t.rows = append(t.rows, cells)
+	}
+}
+
+// Flush writes out the lines written so far, aligned, and an unended last
+// line as a line of its own.
+func (t *tableWriter) Flush() error {
+	if len(t.partial) > 0 {
+		if _, err := t.Write([]byte("\n")); err != nil {
+			return err
+		}
+	}
+	var widths []int
+	for _, row := range t.rows {
+		for j, c := range row[:len(row)-1] {
+			if j == len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[j] = max(widths[j], runewidth.StringWidth(c))
+		}
+	}
+	var b strings.Builder
+	for _, row := range t.rows {
+		for j, c := range row {
+			b.WriteString(c)
+			if j < len(row)-1 {
+				b.WriteString(strings.Repeat(" ", widths[j]-runewidth.StringWidth(c)+t.padding))
+			}
+		}
+		b.WriteByte('\n')
+	}
+	t.rows = t.rows[:0]
+	_, err := io.WriteString(t.w, b.String())
+	return err
 }

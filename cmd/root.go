@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -39,7 +38,9 @@ type app struct {
 	now    func() time.Time
 
 	repoFlag string
-	json     bool
+	// lease, when set (ckpt queue --lease), is how long an S3 lease lasts.
+	lease time.Duration
+	json  bool
 }
 
 const rootLong = `ckpt keeps checkpointed test-run sessions on disk. A long run saves its state
@@ -51,20 +52,29 @@ The repository is --repo, else $CKPT_REPOSITORY, else
 $XDG_CACHE_HOME/ckpt/sessions: a directory, or s3://BUCKET/PREFIX for
 S3-compatible object storage (configured as the AWS SDK is: AWS_* variables
 and shared config files; AWS_ENDPOINT_URL_S3 for another server).
-Commands that take one session id use $CKPT_SESSION when the id is left out.
+$CKPT_S3_PATH_STYLE turns path-style addressing on or off (it is on by
+default when AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL names another server),
+and $CKPT_S3_LEASE sets how long an S3 writer's lease lasts unless renewed
+(default 30s). Commands that take one session id use $CKPT_SESSION when the
+id is left out. 'ckpt help environment' lists every variable ckpt reads or
+sets.
 
 EXIT STATUS
   0  success
-  1  any other error (I/O, permission, ...)
-  2  usage error: bad flag, bad argument, invalid session id
+  1  any other error (I/O, permission, ...), or a problem verify reported
+  2  usage error: bad flag, bad argument, invalid session id, a bad
+     CKPT_* value, s3:// without a bucket, a binary payload that load
+     would write to a terminal
   3  not found: no such session, no checkpoint yet, no session matches
      (last), no such generation or log
-  4  locked: another writer holds session.next (live or stale), a --wait
-     ran out, or this writer's lock was broken under it
+  4  locked: another writer holds session.next (live or stale), another
+     process runs the step, a --wait ran out, or this writer's lock or
+     claim was broken under it
   5  conflict: --if-generation did not match the current generation
   6  corrupt: the checkpoint fails its integrity check and no intact
      generation is left (or verify found a corrupt one)
-  'ckpt step' and 'ckpt run' exit with their command's status once it ran.`
+
+'ckpt step' and 'ckpt run' exit with their command's status once it ran.`
 
 const rootExample = `  S=$(ckpt create --prefix nightly --title "nightly $(date +%F)")
   ./runner --step 1 > state.json && ckpt save "$S" state.json
@@ -76,6 +86,9 @@ const rootExample = `  S=$(ckpt create --prefix nightly --title "nightly $(date 
 func Main(args []string, stdio IO, getenv func(string) string) int {
 	a := &app{io: stdio, getenv: getenv, now: time.Now}
 	root := a.newRootCommand()
+	if isCompletionRequest(args) {
+		a.registerCompletions(root, args)
+	}
 	root.SetArgs(args)
 	// SIGINT and SIGTERM cancel the context, so a save in progress removes
 	// its session.next instead of leaving a lock behind. A second signal
@@ -93,19 +106,36 @@ func Main(args []string, stdio IO, getenv func(string) string) int {
 	return exitCode(err)
 }
 
+// NewCommand returns ckpt's root command, with every verb and help topic,
+// for programs that generate its documentation (internal/docgen). Main runs
+// ckpt; a command from NewCommand is not meant to be executed.
+func NewCommand(stdio IO, getenv func(string) string) *cobra.Command {
+	a := &app{io: stdio, getenv: getenv, now: time.Now}
+	return a.newRootCommand()
+}
+
 func (a *app) newRootCommand() *cobra.Command {
+	var showVersion bool
 	root := &cobra.Command{
-		Use:           "ckpt",
-		Short:         "Checkpointed test-run sessions that survive kills, reboots and timeouts",
-		Long:          rootLong,
-		Example:       rootExample,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		Args:          usageArgs(cobra.NoArgs),
+		Use:               "ckpt",
+		Short:             "Checkpointed test-run sessions that survive kills, reboots and timeouts",
+		Long:              rootLong,
+		Example:           rootExample,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: func(c *cobra.Command, _ []string) error { return a.checkEnv(c) },
+		Args:              usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
+			if showVersion {
+				_, err := io.WriteString(c.OutOrStdout(), versionLine(buildVersion()))
+				return err
+			}
 			return c.Help()
 		},
 	}
+	// Defined here rather than through cobra's Version field, which would
+	// take -v as well and read the build information on every run.
+	root.Flags().BoolVar(&showVersion, "version", false, "print the version and the commit, and exit")
 	root.SetIn(a.io.In)
 	root.SetOut(a.io.Out)
 	root.SetErr(a.io.Err)
@@ -127,11 +157,16 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.newStepCommand(),
 		a.newStepsCommand(),
 		a.newLogsCommand(),
+		a.newReportCommand(),
+		a.newQueueCommand(),
+		a.newWaitCommand(),
 		a.newLastCommand(),
 		a.newMarkCommand(),
 		a.newGCCommand(),
 		a.newVersionCommand(),
+		newEnvironmentTopic(),
 	)
+	root.SetHelpCommand(a.newHelpCommand())
 	return root
 }
 
@@ -155,7 +190,7 @@ func (a *app) repoPath() (string, error) {
 		p = filepath.Join(a.cacheHome(), "ckpt", "sessions")
 	}
 	if s3store.IsURL(p) {
-		return strings.TrimRight(p, "/"), nil
+		return s3Root(p)
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
@@ -182,25 +217,28 @@ func (a *app) repository(ctx context.Context) (*repository.Repository, error) {
 // s3Options are the settings of an S3 repository that the AWS SDK's own
 // configuration (AWS_* variables, shared config files) does not cover.
 // Path-style addressing, which most S3-compatible servers need, is on when
-// $CKPT_S3_PATH_STYLE is 1 or true, or when it is unset and an endpoint
+// $CKPT_S3_PATH_STYLE is true (as strconv.ParseBool reads it), or when it is unset and an endpoint
 // other than AWS's is configured with $AWS_ENDPOINT_URL_S3 or
 // $AWS_ENDPOINT_URL. $CKPT_S3_LEASE sets how long a writer's lease lasts
 // unless renewed (default 30s): a writer killed outright holds its session
 // that long.
 func (a *app) s3Options() (s3store.Options, error) {
 	o := s3store.Options{CheckCacheDir: filepath.Join(a.cacheHome(), "ckpt", "s3-checked")}
-	switch v := a.getenv("CKPT_S3_PATH_STYLE"); v {
-	case "":
-		o.UsePathStyle = a.getenv("AWS_ENDPOINT_URL_S3") != "" || a.getenv("AWS_ENDPOINT_URL") != ""
+	switch v, set, err := a.envBool("CKPT_S3_PATH_STYLE"); {
+	case err != nil:
+		return o, err
+	case set:
+		o.UsePathStyle = v
 	default:
-		o.UsePathStyle = v == "1" || v == "true"
+		o.UsePathStyle = a.getenv("AWS_ENDPOINT_URL_S3") != "" || a.getenv("AWS_ENDPOINT_URL") != ""
 	}
-	if v := a.getenv("CKPT_S3_LEASE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Second {
-			return o, usageError{fmt.Errorf("CKPT_S3_LEASE=%q: want a duration of at least 1s, such as 30s", v)}
-		}
+	if d, set, err := a.envDuration("CKPT_S3_LEASE", time.Second); err != nil {
+		return o, err
+	} else if set {
 		o.LeaseDuration = d
+	}
+	if a.lease > 0 {
+		o.LeaseDuration = a.lease
 	}
 	return o, nil
 }

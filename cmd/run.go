@@ -18,18 +18,18 @@ import (
 )
 
 type runOptions struct {
-	lock                 lockFlags
-	retryFor             time.Duration
-	title                string
-	setFlags, clearFlags []string
-	keep                 int
-	allowEmpty           bool
+	lock       lockFlags
+	retryFor   time.Duration
+	title      string
+	flags      setFlags
+	keep       int
+	allowEmpty bool
 }
 
 func (a *app) newRunCommand() *cobra.Command {
 	var o runOptions
 	c := &cobra.Command{
-		Use:   "run [ID] [--wait D] [--retry-for D] -- CMD [ARGS...]",
+		Use:   "run [ID] [--wait D] [--retry-for D] [--title T] [--set F]... [--clear F]... -- CMD [ARGS...]",
 		Short: "Run a command as a transaction on a session",
 		Long: `Take the session's lock, run CMD while holding it, and commit what CMD wrote
 as the next generation: a read-modify-write that no other writer can come
@@ -51,11 +51,15 @@ Inside CMD, 'ckpt load' and 'ckpt save' on the same session read and write
 the transaction's files instead of waiting for the lock ckpt run holds; other
 sessions behave as usual.
 
---wait waits for another writer to finish before starting. --retry-for runs
-CMD again, up to that long, when the transaction's lock was broken under it
-by someone else before it could commit; never after CMD itself failed.`,
+--title, --set and --clear change the new generation's title and flags, as
+'ckpt mark' does. --wait waits for another writer to finish before starting.
+--retry-for runs CMD again, up to that long, when the transaction's lock was
+broken under it by someone else before it could commit; never after CMD
+itself failed. Durations are a number and a unit (s, m, h, d): 30s, 10m,
+1d12h.`,
 		Example: `  ckpt run "$S" -- sh -c 'expr "$(cat "$CKPT_CHECKPOINT" || echo 0)" + 1 > "$CKPT_NEXT"'
   ckpt run "$S" --wait 1m -- ./update-state.sh
+  ckpt run "$S" --set done --clear incomplete -- ./finish.sh
   ckpt run "$S" -- sh -c 'ckpt load | ./step > new && ckpt save - < new'`,
 		Args: usageArgs(func(c *cobra.Command, args []string) error {
 			if c.ArgsLenAtDash() < 0 || c.ArgsLenAtDash() == len(args) {
@@ -76,10 +80,9 @@ by someone else before it could commit; never after CMD itself failed.`,
 	}
 	f := c.Flags()
 	o.lock.register(c)
-	f.DurationVar(&o.retryFor, "retry-for", 0, "run CMD again for up to `DURATION` if the lock is broken under it")
+	durationVar(f, &o.retryFor, "retry-for", 0, "run CMD again for up to `DURATION` (30s, 10m, 1d) if the lock is broken under it")
 	f.StringVar(&o.title, "title", "", "set the title of the new generation")
-	f.StringArrayVar(&o.setFlags, "flag", nil, "set a flag in the new generation (repeatable)")
-	f.StringArrayVar(&o.clearFlags, "unflag", nil, "clear a flag in the new generation (repeatable)")
+	o.flags.register(c, "in the new generation", true)
 	f.IntVar(&o.keep, "keep", storage.DefaultKeep, "keep the last `K` payloads, each with its newest generation (default $CKPT_KEEP, else 3)")
 	f.BoolVar(&o.allowEmpty, "allow-empty", false, "allow CMD to commit an empty payload")
 	return c
@@ -100,7 +103,7 @@ func (a *app) runTxn(c *cobra.Command, id string, argv []string, o *runOptions) 
 		return err
 	}
 	opts := []storage.SaveOption{
-		storage.WithFlags(o.setFlags, o.clearFlags),
+		o.flags.option(),
 		storage.WithCommand("ckpt run"),
 		storage.Keep(keep),
 	}

@@ -11,18 +11,18 @@ import (
 )
 
 type saveOptions struct {
-	title, app          string
-	setFlags, clearFlag []string
-	ifGeneration        uint64
-	allowEmpty          bool
-	keep                int
-	lock                lockFlags
+	title, app   string
+	flags        setFlags
+	ifGeneration uint64
+	allowEmpty   bool
+	keep         int
+	lock         lockFlags
 }
 
 func (a *app) newSaveCommand() *cobra.Command {
 	var o saveOptions
 	c := &cobra.Command{
-		Use:   "save [ID] [FILE|-]",
+		Use:   "save [ID] [FILE|-] [--title T] [--set F]... [--clear F]...",
 		Short: "Save a new checkpoint atomically and print its generation",
 		Long: `Save the contents of FILE, or of stdin when FILE is '-' or absent, as the
 session's next checkpoint, and print the new generation number. Without ID,
@@ -34,22 +34,25 @@ current one: readers see the old checkpoint or the new one, never a mix.
 While it writes, session.next is the session's lock: a second writer fails
 with exit status 4, or with --wait waits for the first to finish (retrying
 with jittered exponential backoff), and with --break-stale breaks the lock of
-a writer that is provably gone. A live writer's lock is never broken. Title, flags and app id carry over from the previous
-generation unless changed here.
+a writer that is provably gone (also $CKPT_BREAK_STALE=true; the flag beats
+the variable). A live writer's lock is never broken. Title, flags and app id
+carry over from the previous generation unless changed here: --set and
+--clear set and clear flags, as 'ckpt mark' does.
 
 An empty input is refused (exit 2) unless --allow-empty: an empty pipe usually
 means the program producing the state failed. Note that a pipe cannot tell
 ckpt whether its producer succeeded; where that matters, write the state to a
 file first and save the file only if the producer exited 0.`,
 		Example: `  ./runner > state.json && ckpt save "$S" state.json
-  ckpt save "$S" - --title "after step 3" --flag incomplete < state.json
+  ckpt save "$S" - --title "after step 3" --set incomplete < state.json
   G=$(ckpt show "$S" --json | jq .generation)
   ckpt save "$S" state.json --if-generation "$G"   # exit 5 if someone saved meanwhile
-  ckpt save "$S" state.json --wait 30s --break-stale`,
+  ckpt save "$S" state.json --wait 30s --break-stale
+  ckpt save "$S" state.json --clear incomplete --set done`,
 		Args: usageArgs(cobra.MaximumNArgs(2)),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts := []storage.SaveOption{
-				storage.WithFlags(o.setFlags, o.clearFlag),
+				o.flags.option(),
 				storage.WithCommand("ckpt save"),
 			}
 			if c.Flags().Changed("title") {
@@ -117,8 +120,7 @@ file first and save the file only if the producer exited 0.`,
 	f := c.Flags()
 	f.StringVar(&o.title, "title", "", "set the title")
 	f.StringVar(&o.app, "app", "", "set the application id")
-	f.StringArrayVar(&o.setFlags, "flag", nil, "set a flag (repeatable)")
-	f.StringArrayVar(&o.clearFlag, "unflag", nil, "clear a flag (repeatable)")
+	o.flags.register(c, "in the new generation", true)
 	f.Uint64Var(&o.ifGeneration, "if-generation", 0, "save only if the current generation is `N` (else exit 5)")
 	f.BoolVar(&o.allowEmpty, "allow-empty", false, "allow an empty payload")
 	o.lock.register(c)
@@ -130,7 +132,7 @@ file first and save the file only if the producer exited 0.`,
 // transaction's payload, which the transaction commits when its command
 // succeeds.
 func (a *app) saveInTxn(c *cobra.Command, t *txnFile, id string, in io.Reader, o *saveOptions) error {
-	for _, f := range []string{"title", "app", "flag", "unflag", "keep"} {
+	for _, f := range []string{"title", "app", "set", "clear", "flag", "unflag", "keep"} {
 		if c.Flags().Changed(f) {
 			return usageError{fmt.Errorf("inside 'ckpt run', save replaces the payload only; pass --%s to ckpt run instead", f)}
 		}

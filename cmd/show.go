@@ -2,6 +2,8 @@ package cmd
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
 func (a *app) newShowCommand() *cobra.Command {
@@ -11,7 +13,12 @@ func (a *app) newShowCommand() *cobra.Command {
 		Long: `Show all of a session's metadata: generation, save and creation times, title,
 flags, app id, payload size and the process that saved it; and its lock: none,
 or the owner of session.next and whether that writer is live or provably gone.
-It reads the header only, not the payload.`,
+It reads the header only, not the payload.
+
+Control characters, bidirectional overrides and bytes that are not UTF-8 in
+the title and other stored text are shown escaped (\x1b, \n, \u202e), so
+that they can neither drive the terminal nor start a line of their own;
+--json has the text exactly.`,
 		Example: `  ckpt show "$S"
   ckpt show "$S" --json | jq .generation`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
@@ -28,7 +35,7 @@ It reads the header only, not the payload.`,
 			if err != nil {
 				return err
 			}
-			st, err := s.Stat(c.Context())
+			st, err := s.Stat(c.Context(), storage.WithSteps())
 			if err != nil {
 				return err
 			}

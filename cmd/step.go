@@ -9,9 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,26 +19,23 @@ import (
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
-// stepRecordWait is how long the record of a step that ended waits at least
-// for another writer to finish: CMD has run, and its end should not be
-// lost to a save that happened to come at the same moment.
-const stepRecordWait = 10 * time.Second
-
 type stepOptions struct {
-	name     string
-	argv     []string
-	key      string
-	retries  int
-	logLimit int64
-	keep     int
-	lock     lockFlags
+	name        string
+	argv        []string
+	key         string
+	retries     int
+	maxAttempts int
+	noReturn    bool
+	logLimit    int64
+	lock        lockFlags
+	env         []string // added to CMD's environment
 }
 
 func (a *app) newStepCommand() *cobra.Command {
 	var o stepOptions
 	c := &cobra.Command{
-		Use:   "step [ID] NAME [--retries N] [--log-limit BYTES] -- CMD [ARGS...]",
-		Short: "Run CMD as a resumable step, skipped once it has passed",
+		Use:   "step [ID] NAME [--key KEY] [--retries N] [--max-attempts N] [--noreturn] -- CMD [ARGS...]",
+		Short: "Run CMD as a resumable step, run once and skipped once it has passed",
 		Long: `Run CMD as the step NAME of a session, unless that step already passed in
 this session for the same key and command line: then print
 "ckpt: skip NAME (passed <when>)" on stderr and exit 0 without running it.
@@ -49,40 +46,65 @@ or a hash of the inputs, and the command line CMD ARGS. It is skipped only
 for a key and command line it passed for (it remembers the last 16); for
 another one it runs, and stderr says why ("ckpt: unit-tests passed for key
 1a2b3c…; running it for key 4d5e6f…"), so that a run of another commit never
-inherits a green step. A step recorded before keys existed counts as passed
-for no key and any command line.
+inherits a green step.
 
-Before CMD starts, the step is recorded as running (a new generation), so a
-run killed with SIGKILL or a reboot leaves it visible as running in
-'ckpt steps' and 'ckpt show', and the next 'ckpt step' runs it again. When CMD
-ends, the step is recorded as passed, failed or interrupted, with its exit
-status, the number of attempts, its start time and duration, and ckpt exits
-with CMD's exit status (128+N when a signal N killed it). Step records live in
-the checkpoint's metadata: each is a new generation with the same payload.
+One run at a time. Starting a step claims it for this process: locally a
+file whose flock this process holds, on S3 a lease it renews. While another
+live process runs the step, 'ckpt step' exits 4 naming it, or with --wait D
+waits for it to end, then skips the step if it passed for the same key and
+command line and runs it otherwise. Two runs of one step never overlap.
 
-CMD's stdin, stdout and stderr are ckpt's own; a copy of its stdout and stderr
-is kept in the session as the step's log (see 'ckpt logs'), at most
---log-limit bytes: past that, the log keeps the first three quarters and the
-last quarter, with a line saying how much was left out. CMD's output goes
-through a pipe, so CMD does not see a terminal. Processes CMD leaves running
-may keep writing to its output for 5 seconds after CMD exits; start daemons
-with their output redirected.
+Every run of CMD is an attempt, recorded apart from the checkpoint: when it
+starts (running, with who runs it) and when it ends (passed, failed or
+interrupted, with its exit status and duration). Recording a step costs
+the same whatever the payload and however many steps the session has.
+Attempts are numbered across invocations; the last 5 keep their records and
+logs ('ckpt logs NAME --attempt N').
 
---retries N runs a failing CMD up to N more times; each attempt starts with a
-"[ckpt: attempt I of N]" line in the log. SIGINT and SIGTERM are passed on to
-CMD (except a Ctrl-C from the terminal, which reaches CMD by itself), no retry
-follows, and a CMD that then fails is recorded as interrupted. A CMD that
-cannot be started is recorded as failed with exit status 127 (126 when it is
-not executable), and ckpt exits with that status.
+A run killed with SIGKILL or a reboot cannot record its end. The next 'ckpt
+step' of that step finds its claim dead, records that attempt as crashed
+(when it started, who ran it), and then:
+  - runs the step again (the default);
+  - with --noreturn, records it passed without running CMD: for a step whose
+    run ends the machine's run, such as a reboot test;
+  - with --max-attempts N, once N attempts in a row have crashed or failed,
+    records it failed and exits 1 without running CMD ("gave up after N
+    attempts"), so that a crash loop ends.
+'ckpt steps' and 'ckpt show' show a step whose runner is gone as crashed.
 
-Each record is saved like 'ckpt save' saves: --wait and --break-stale apply
-to it, and the record of a step that ended waits at least 10 seconds for
-another writer. Step names follow the id rules: lowercase letters, digits,
-'-', '_' and '.', not starting with '.', at most 128 characters.`,
-		Example: `  export CKPT_SESSION=$(ckpt last --flag incomplete || ckpt create --flag incomplete)
+ckpt exits with CMD's exit status (128+N when a signal N killed it). A CMD
+that cannot be started is recorded as failed with exit status 127 (126 when
+it is not executable). --retries N runs a failing CMD up to N more times,
+each run an attempt of its own.
+
+Signals. Run from a script or a CI runner, CMD runs in a process group of
+its own, and ckpt passes each SIGINT, SIGTERM and SIGHUP it gets on to that
+group once: a signal sent to ckpt's whole process group (by timeout(1), a
+CI runner) reaches CMD once, not twice. Run in the foreground of a
+terminal, CMD stays in ckpt's group, so that a Ctrl-C reaches it directly,
+and ckpt does not send it again. If ckpt is killed, CMD is killed too
+(Linux). No retry follows a signal, and a CMD that then fails is recorded
+as interrupted. The end is recorded before ckpt
+exits; a shell script run under timeout(1) should wait for it ('trap'
+line in the README).
+
+CMD's stdin, stdout and stderr are ckpt's own; a copy of its stdout and
+stderr is kept as the attempt's log, at most --log-limit bytes: past that,
+the log keeps the first three quarters and the last quarter, with a line
+saying how much was left out. CMD's output goes through a pipe, so CMD does
+not see a terminal. Processes CMD leaves running may keep writing to its
+output for 5 seconds after CMD exits; start daemons with their output
+redirected.
+
+Step names are 1 to 150 bytes of UTF-8 without control characters, not
+starting with '-': Go test names such as TestFoo/sub_case are step names.`,
+		Example: `  export CKPT_SESSION=$(ckpt last --key "$GIT_SHA" --or-create)
+  export CKPT_KEY=$GIT_SHA
   ckpt step build -- make build
   ckpt step unit-tests --retries 2 -- make test
-  ckpt step "$S" integration --log-limit 10000000 -- ./integration.sh --fast`,
+  ckpt step reboot-test --noreturn -- sudo systemctl reboot
+  ckpt step flaky-hw --max-attempts 3 -- ./power-cycle.sh
+  ckpt step deploy --wait 10m -- ./deploy.sh        # several jobs, one deploy`,
 		Args: usageArgs(stepArgs),
 		RunE: func(c *cobra.Command, args []string) error {
 			dash := c.ArgsLenAtDash()
@@ -104,11 +126,11 @@ another writer. Step names follow the id rules: lowercase letters, digits,
 			if o.retries < 0 {
 				return usageError{fmt.Errorf("--retries %d: want 0 or more", o.retries)}
 			}
+			if o.maxAttempts < 0 {
+				return usageError{fmt.Errorf("--max-attempts %d: want 1 or more (0: no limit)", o.maxAttempts)}
+			}
 			if o.logLimit < 1 {
 				return usageError{fmt.Errorf("--log-limit %d: want at least 1 byte", o.logLimit)}
-			}
-			if o.keep, err = a.keep(c, 0); err != nil {
-				return err
 			}
 			s, err := a.session(c.Context(), id)
 			if err != nil {
@@ -119,8 +141,10 @@ another writer. Step names follow the id rules: lowercase letters, digits,
 	}
 	f := c.Flags()
 	f.IntVar(&o.retries, "retries", 0, "run a failing CMD up to `N` more times")
+	f.IntVar(&o.maxAttempts, "max-attempts", 0, "give up, without running CMD, once `N` attempts in a row have crashed or failed (0: no limit)")
+	f.BoolVar(&o.noReturn, "noreturn", false, "record an attempt found crashed as passed: CMD ends the run, as a reboot does")
 	f.StringVar(&o.key, "key", "", "what the step runs for, such as a commit id: it is skipped only for a `KEY` (and command line) it passed for (default $CKPT_KEY)")
-	f.Int64Var(&o.logLimit, "log-limit", storage.DefaultLogLimit, "keep at most `BYTES` of CMD's output in the step's log")
+	f.Int64Var(&o.logLimit, "log-limit", storage.DefaultLogLimit, "keep at most `BYTES` of CMD's output in each attempt's log")
 	o.lock.register(c)
 	return c
 }
@@ -143,63 +167,51 @@ func stepArgs(c *cobra.Command, args []string) error {
 
 // validStepName returns a usage error unless name can name a step.
 func validStepName(name string) error {
-	if checkpoint.ValidName(name) {
+	if checkpoint.ValidStepName(name) {
 		return nil
 	}
-	return usageError{fmt.Errorf("invalid step name %q: names are lowercase letters, digits, '-', '_' and '.', not starting with '.', at most %d characters", name, checkpoint.MaxNameLen)}
+	return usageError{fmt.Errorf("invalid step name %q: %s", name, checkpoint.StepNameRule)}
 }
 
 // runStep runs one 'ckpt step'.
 func (a *app) runStep(ctx context.Context, s *storage.Session, o stepOptions) error {
-	// Registered before the running record is saved, so that a signal
-	// that comes at any later moment is seen here and passed on. Main's
-	// context is cancelled by the first one; the records that follow are
-	// saved without it.
+	// Registered before the step is claimed, so that a signal that comes
+	// at any later moment is seen here and passed on. Main's context is
+	// cancelled by the first one; the records that follow are written
+	// without it.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, forwardedSignals...)
 	defer signal.Stop(sigs)
 
-	head, err := s.Head(ctx)
+	opts := storage.StepOptions{
+		Identity:    checkpoint.Identity{Key: o.key, Command: o.argv},
+		NoReturn:    o.noReturn,
+		MaxAttempts: o.maxAttempts,
+		Command:     "ckpt step",
+	}
+	var claim *storage.StepClaim
+	err := a.waiter(s, &o.lock).Do(ctx, func() (err error) {
+		claim, err = s.StartStep(ctx, o.name, opts)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	id := checkpoint.Identity{Key: o.key, Command: o.argv}
-	var passed []checkpoint.Identity
-	if head != nil {
-		if prev := head.Step(o.name); prev != nil {
-			if _, ok := prev.PassedFor(id); ok {
-				a.printSkip(prev)
-				return nil
-			}
-			a.printRunAgain(prev, id)
-			passed = prev.Passed
-			if len(passed) == 0 && prev.State == checkpoint.StepPassed {
-				passed = []checkpoint.Identity{prev.Identity}
-			}
-		}
+	a.endCrashed(claim)
+	switch claim.Action {
+	case storage.StepSkip:
+		a.printSkip(claim.Attempt)
+		return nil
+	case storage.StepGiveUp:
+		return exitStatus{code: 1, err: fmt.Errorf("step %s: gave up after %d attempts that crashed or failed (--max-attempts %d); CMD was not run",
+			o.name, claim.Attempt.Failures, o.maxAttempts)}
 	}
-	start := time.Now()
-	rec := checkpoint.Step{Name: o.name, State: checkpoint.StepRunning, Exit: -1, Attempts: 1, Started: a.now().UTC(),
-		Identity: id, Passed: passed}
-	if err := a.saveStep(ctx, s, rec, o, o.lock.wait); err != nil {
-		return err
+	if claim.Prev != nil {
+		a.printRunAgain(claim.Prev, opts.Identity)
 	}
-	// Opened only now: a step refused above keeps the log of its last run.
-	log := &stepLog{w: nopWriteCloser{}}
-	if w, err := s.OpenLog(ctx, o.name, o.logLimit); err != nil {
-		a.warn("step %s runs without a log: %s", o.name, message(err))
-	} else {
-		log.w = w
-	}
-
-	rec, startErr := a.runAttempts(ctx, s, o, rec, log, sigs)
-	rec.Duration = time.Since(start)
-
-	if err := log.Close(); err != nil {
-		a.warn("step %s: the log is incomplete: %s", o.name, message(err))
-	}
-	if err := a.saveStep(context.WithoutCancel(ctx), s, rec, o, max(o.lock.wait, stepRecordWait)); err != nil {
-		return fmt.Errorf("step %s %s with exit status %d, but recording it failed: %w", o.name, rec.State, rec.Exit, err)
+	end, startErr, err := a.runAttempts(ctx, claim, o, sigs)
+	if err != nil {
+		return fmt.Errorf("step %s %s with exit status %d, but recording it failed: %w", o.name, end.State, end.Exit, err)
 	}
 	switch {
 	case startErr != nil:
@@ -207,92 +219,108 @@ func (a *app) runStep(ctx context.Context, s *storage.Session, o stepOptions) er
 		if errors.As(startErr, &ee) {
 			startErr = ee.Err
 		}
-		return exitStatus{code: rec.Exit, err: fmt.Errorf("step %s: cannot run %s: %w", o.name, o.argv[0], startErr)}
-	case rec.Exit != 0:
-		a.printStepEnd(rec)
-		return exitStatus{code: rec.Exit}
+		return exitStatus{code: end.Exit, err: fmt.Errorf("step %s: cannot run %s: %w", o.name, o.argv[0], startErr)}
+	case end.Exit != 0:
+		a.printStepEnd(end)
+		return exitStatus{code: end.Exit}
 	}
 	return nil
 }
 
-// runAttempts runs CMD until it passes, is interrupted, cannot be started,
-// or has failed 1+o.retries times, and returns rec updated with how it
-// ended (all but the duration), and the error that kept CMD from starting.
-func (a *app) runAttempts(ctx context.Context, s *storage.Session, o stepOptions, rec checkpoint.Step, log *stepLog, sigs <-chan os.Signal) (checkpoint.Step, error) {
-	for attempt := 1; ; attempt++ {
-		rec.Attempts = attempt
-		if attempt > 1 {
-			// A crash during a retry shows how far it got.
-			if err := a.saveStep(context.WithoutCancel(ctx), s, rec, o, o.lock.wait); err != nil {
-				a.warn("step %s: recording attempt %d: %s", o.name, attempt, message(err))
-			}
-		}
-		if o.retries > 0 {
-			log.separator(fmt.Sprintf("[ckpt: attempt %d of %d]", attempt, o.retries+1))
+// runAttempts runs CMD under the claim until it passes, is interrupted,
+// cannot be started, or has failed 1+o.retries times, each run an attempt
+// with a log of its own, and records how the last one ended. It returns
+// that record, the error that kept CMD from starting, and the error that
+// kept the end from being recorded.
+func (a *app) runAttempts(ctx context.Context, claim *storage.StepClaim, o stepOptions, sigs <-chan os.Signal) (checkpoint.Attempt, error, error) {
+	bg := context.WithoutCancel(ctx)
+	for run := 1; ; run++ {
+		log := &stepLog{w: nopWriteCloser{}}
+		if w, err := claim.OpenLog(bg, o.logLimit); err != nil {
+			a.warn("step %s runs without a log: %s", o.name, message(err))
+		} else {
+			log.w = w
 		}
 		var (
+			exit     int
 			sig      os.Signal
 			startErr error
 		)
 		select {
 		case sig = <-sigs: // between attempts: do not start another
-			rec.Exit = 128 + int(sig.(syscall.Signal))
+			exit = 128 + int(sig.(syscall.Signal))
 		default:
-			rec.Exit, sig, startErr = a.runCommand(o.argv, log, sigs)
+			env := append(slices.Clone(o.env), "CKPT_STEP="+o.name, "CKPT_ATTEMPT="+claim.Attempt.Token)
+			exit, sig, startErr = a.runCommand(o.argv, env, log, sigs)
 		}
+		if err := log.Close(); err != nil {
+			a.warn("step %s: the log is incomplete: %s", o.name, message(err))
+		}
+		state := checkpoint.StepPassed
 		switch {
 		case startErr != nil:
 			// The shell's statuses: 127 not found, 126 found but
 			// not executable.
-			rec.State, rec.Exit = checkpoint.StepFailed, 126
+			state, exit = checkpoint.StepFailed, 126
 			if errors.Is(startErr, exec.ErrNotFound) || errors.Is(startErr, fs.ErrNotExist) {
-				rec.Exit = 127
+				exit = 127
 			}
-			return rec, startErr
-		case rec.Exit == 0:
-			rec.State = checkpoint.StepPassed
-			rec = rec.WithPass()
+		case exit == 0:
 		case sig != nil:
-			rec.State = checkpoint.StepInterrupted
-		case attempt > o.retries:
-			rec.State = checkpoint.StepFailed
+			state = checkpoint.StepInterrupted
+		case run > o.retries:
+			state = checkpoint.StepFailed
 		default:
-			a.printRetry(rec, o.retries+1)
+			a.printRetry(claim.Attempt, exit, run, o.retries+1)
+			if err := claim.Retry(bg, exit); err != nil {
+				_ = claim.Release(bg)
+				return claim.Attempt, nil, err
+			}
 			continue
 		}
-		return rec, nil
+		end, err := claim.End(bg, state, exit)
+		if err != nil {
+			end = claim.Attempt.Ended(state, exit, 0, "")
+		}
+		return end, startErr, err
 	}
 }
 
-// saveStep commits rec as a new generation with the same payload, waiting up
-// to wait for another writer to finish.
-func (a *app) saveStep(ctx context.Context, s *storage.Session, rec checkpoint.Step, o stepOptions, wait time.Duration) error {
-	w := a.waiter(s, &o.lock)
-	w.Max = wait
-	return w.Do(ctx, func() error {
-		_, err := s.Save(ctx, nil, storage.KeepPayload(), storage.WithStep(rec),
-			storage.WithCommand("ckpt step"), storage.Keep(o.keep))
-		return err
-	})
+// endCrashed reports the attempt StartStep found dead, and kills what its
+// command left running on this host, so that two runs of the step never
+// overlap.
+func (a *app) endCrashed(claim *storage.StepClaim) {
+	cr := claim.Crashed
+	if cr == nil {
+		return
+	}
+	a.printCrashed(cr)
+	if host, err := os.Hostname(); err == nil && cr.Owner != nil && cr.Owner.Host == host {
+		if n := killLeftovers(cr.Token); n > 0 {
+			a.notice("step %s: killed %d processes attempt %d left running", cr.Step, n, cr.N)
+		}
+	}
 }
 
 // runCommand runs argv once, with its output copied to log; see runChild.
-func (a *app) runCommand(argv []string, log io.Writer, sigs <-chan os.Signal) (int, os.Signal, error) {
+func (a *app) runCommand(argv, env []string, log io.Writer, sigs <-chan os.Signal) (int, os.Signal, error) {
 	c := exec.Command(argv[0], argv[1:]...)
+	if env != nil {
+		c.Env = append(os.Environ(), env...)
+	}
 	c.Stdin = a.io.In
 	c.Stdout = io.MultiWriter(a.io.Out, log)
 	c.Stderr = io.MultiWriter(a.io.Err, log)
-	return a.runChild(c, sigs)
+	return a.runChildGroup(c, sigs)
 }
 
 // stepLog is a step's log as CMD's stdout and stderr share it. A failure to
 // write it must not stop CMD's output to the terminal, so Write never fails;
 // Close reports the first error.
 type stepLog struct {
-	mu   sync.Mutex
-	w    io.WriteCloser
-	err  error
-	last byte
+	mu  sync.Mutex
+	w   io.WriteCloser
+	err error
 }
 
 func (l *stepLog) Write(p []byte) (int, error) {
@@ -300,17 +328,8 @@ func (l *stepLog) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	if l.err == nil && len(p) > 0 {
 		_, l.err = l.w.Write(p)
-		l.last = p[len(p)-1]
 	}
 	return len(p), nil
-}
-
-// separator writes line into the log on a line of its own.
-func (l *stepLog) separator(line string) {
-	if l.last != 0 && l.last != '\n' {
-		line = "\n" + line
-	}
-	fmt.Fprintln(l, line)
 }
 
 type nopWriteCloser struct{}

@@ -2,6 +2,8 @@ package cmd
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
 func (a *app) newStepsCommand() *cobra.Command {
@@ -29,7 +31,7 @@ A session with no steps lists nothing.`,
 			if err != nil {
 				return err
 			}
-			st, err := s.Stat(c.Context())
+			st, err := s.Stat(c.Context(), storage.WithSteps())
 			if err != nil {
 				return err
 			}

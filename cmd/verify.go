@@ -27,8 +27,16 @@ on stdout on its own line, "ID: KIND: PATH: DETAIL", where KIND is one of:
   unreadable   a session or generation that cannot be read (an I/O error,
                a planted symlink, ...)
 
-A summary goes to stderr. verify exits 6 if any checkpoint is corrupt, 0
-otherwise, and changes nothing.`,
+A summary goes to stderr. verify changes nothing, and exits non-zero
+whenever it reports a problem:
+
+  0  no problem found
+  1  a problem other than a corrupt checkpoint: unreadable, orphan,
+     permissions, stale-lock
+  6  a corrupt checkpoint (whatever else it found)
+
+A session named that does not exist exits 3 (unless a checkpoint is
+corrupt), an invalid id 2.`,
 		Example: `  ckpt verify
   ckpt verify "$S" --json`,
 		RunE: func(c *cobra.Command, args []string) error {
@@ -79,11 +87,15 @@ otherwise, and changes nothing.`,
 				return err
 			}
 			a.notice("verified %d sessions: %d problems, %d corrupt checkpoints", len(args)-len(errs), len(findings), corrupt)
+			switch {
+			case corrupt > 0:
+				errs = append(errs, &checkpoint.CorruptError{Reason: fmt.Sprintf("%d corrupt checkpoints found", corrupt)})
+			case len(findings) > 0:
+				// Exit 1: a problem, though no checkpoint is lost.
+				errs = append(errs, fmt.Errorf("%d problems found", len(findings)))
+			}
 			if len(errs) > 0 {
 				return errorList(errs)
-			}
-			if corrupt > 0 {
-				return &checkpoint.CorruptError{Reason: fmt.Sprintf("%d corrupt checkpoints found", corrupt)}
 			}
 			return nil
 		},

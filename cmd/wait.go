@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
@@ -14,18 +15,25 @@ import (
 type lockFlags struct {
 	wait       time.Duration
 	breakStale bool
+	flags      *pflag.FlagSet
 }
 
 func (f *lockFlags) register(c *cobra.Command) {
-	c.Flags().DurationVar(&f.wait, "wait", 0, "wait up to `DURATION` (e.g. 30s) for a live writer to finish, instead of failing at once with exit 4")
-	c.Flags().BoolVar(&f.breakStale, "break-stale", false, "break a lock whose writer is provably gone, and go on (also CKPT_BREAK_STALE=1)")
+	f.flags = c.Flags()
+	durationVar(f.flags, &f.wait, "wait", 0, "wait up to `DURATION` (30s, 10m, 1d) for a live writer to finish, instead of failing at once with exit 4")
+	f.flags.BoolVar(&f.breakStale, "break-stale", false, "break a lock whose writer is provably gone, and go on (default $CKPT_BREAK_STALE, else false)")
 }
 
 // waiter returns the Waiter that runs a writing operation on s as the flags
-// and the environment ask.
+// and the environment ask. --break-stale, given either way, beats
+// $CKPT_BREAK_STALE, which checkEnv has checked before the command ran.
 func (a *app) waiter(s *storage.Session, f *lockFlags) *storage.Waiter {
 	w := &storage.Waiter{Max: f.wait}
-	if f.breakStale || a.getenv("CKPT_BREAK_STALE") == "1" {
+	breakStale := f.breakStale
+	if f.flags != nil {
+		breakStale, _ = a.envFlagBool(f.flags, "break-stale", "CKPT_BREAK_STALE")
+	}
+	if breakStale {
 		w.BreakStale = func(ctx context.Context, stale *storage.LockedError) error {
 			l, err := s.BreakLock(ctx, false)
 			if err != nil {

@@ -54,8 +54,7 @@ chmod +x work.sh
 cat > job.sh << 'EOF'
 set -eu
 echo $$ > job.pid    # the demo kills this process group
-CKPT_SESSION=$(ckpt last --prefix demo --flag incomplete ||
-	ckpt create --prefix demo --title "demo run" --flag incomplete)
+CKPT_SESSION=$(ckpt last --prefix demo --flag incomplete --or-create --title "demo run")
 export CKPT_SESSION
 echo "job: session $CKPT_SESSION"
 ckpt step build       -- ./work.sh build 0.3
@@ -97,10 +96,10 @@ indent attempt1.log
 expect attempt1.log '^job: session demo-' '^integration: started$'
 ! grep -q '^integration: done' attempt1.log || fail "integration finished before the kill"
 
-section "ckpt steps after the kill: the killed step could not record an end"
+section "ckpt steps after the kill: the killed step could not record an end; its claim is gone"
 ckpt steps "$S" > steps1.txt
 indent steps1.txt
-expect steps1.txt '^build +passed +0 +1 ' '^unit-tests +passed +0 +1 ' '^integration +running +- +1 '
+expect steps1.txt '^build +passed +0 +1 ' '^unit-tests +passed +0 +1 ' '^integration +crashed +- +1 '
 ! grep -q '^package' steps1.txt || fail "package ran in attempt 1"
 
 section "Attempt 2: the same job resumes the session"
@@ -108,13 +107,14 @@ sh job.sh > attempt2.log 2>&1 || { indent attempt2.log; fail "attempt 2 failed";
 indent attempt2.log
 expect attempt2.log "^job: session $S\$" \
 	'^ckpt: skip build \(passed ' '^ckpt: skip unit-tests \(passed ' \
+	'^ckpt: step integration: attempt 1, started .* crashed$' \
 	'^integration: done$' '^package: done$' '^job: all steps passed$'
 ! grep -Eq '^(build|unit-tests): started' attempt2.log || fail "a passed step ran again"
 
 section "ckpt steps"
 ckpt steps "$S" > steps2.txt
 indent steps2.txt
-expect steps2.txt '^build +passed ' '^unit-tests +passed ' '^integration +passed +0 +1 ' '^package +passed +0 +1 '
+expect steps2.txt '^build +passed ' '^unit-tests +passed ' '^integration +passed +0 +2 ' '^package +passed +0 +1 '
 
 section "ckpt show"
 ckpt show "$S" > show.txt

@@ -92,13 +92,17 @@ type Step struct {
 	Name string `json:"name"`
 	// State is one of the Step states below.
 	State string `json:"state"`
-	// Exit is the command's exit status; -1 while it runs.
+	// Exit is the command's exit status; -1 while it runs or when it did
+	// not run.
 	Exit int `json:"exit"`
-	// Attempts counts the runs of the command in its last invocation,
-	// retries included.
-	Attempts int       `json:"attempts"`
-	Started  time.Time `json:"started"`
-	// Duration is how long the step ran, retries included.
+	// Attempts counts the step's attempts: in a run record, across
+	// invocations; in a header record (before run records), the runs of
+	// its last invocation.
+	Attempts int `json:"attempts"`
+	// Started is when the last attempt started.
+	Started time.Time `json:"started"`
+	// Duration is how long the last attempt ran (in a header record, its
+	// invocation, retries included).
 	Duration time.Duration `json:"duration_ns"`
 	// Identity is what the last attempt ran for: a key and a command
 	// line.
@@ -106,6 +110,13 @@ type Step struct {
 	// Passed lists the identities the step has passed for, newest first,
 	// at most MaxPassed: it is skipped only for one of them.
 	Passed []Identity `json:"passed,omitempty"`
+	// Owner is the process that ran the last attempt (run records only).
+	Owner *Owner `json:"owner,omitempty"`
+	// Note says why the last attempt ended as it did, when its command
+	// did not say so.
+	Note string `json:"note,omitempty"`
+	// First is when the step's first attempt started (run records only).
+	First time.Time `json:"first,omitzero"`
 }
 
 // Identity is what a step runs for: a key (a commit, a hash of inputs) and

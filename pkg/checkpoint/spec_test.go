@@ -127,7 +127,8 @@ func fullHeader() *checkpoint.Header {
 			{Name: "build", State: checkpoint.StepPassed, Exit: 0, Attempts: 1, Started: time.Date(2025, 11, 21, 22, 1, 0, 5, time.UTC), Duration: 1500 * time.Millisecond,
 				Identity: checkpoint.Identity{Key: "1a2b3c4d", Command: []string{"make", "build", "ü"}},
 				Passed:   []checkpoint.Identity{{Key: "1a2b3c4d", Command: []string{"make", "build", "ü"}}, {Key: "0f0f", Command: []string{"make"}}}},
-			{Name: "unit-tests", State: checkpoint.StepRunning, Exit: -1, Attempts: 2, Started: time.Date(2025, 11, 21, 22, 2, 0, 0, time.FixedZone("", 3600))},
+			{Name: "unit-tests", State: checkpoint.StepRunning, Exit: -1, Attempts: 2, Started: time.Date(2025, 11, 21, 22, 2, 0, 0, time.FixedZone("", 3600)),
+				Owner: &checkpoint.Owner{PID: 7, Host: "h", Started: time.Date(2025, 11, 21, 22, 2, 0, 0, time.UTC)}, Note: "a note", First: time.Date(2025, 11, 21, 22, 0, 0, 0, time.UTC)},
 		},
 	}
 }
@@ -181,7 +182,8 @@ func headerDiff(want, got *checkpoint.Header) string {
 		sameID := func(x, y checkpoint.Identity) bool { return x.Key == y.Key && slices.Equal(x.Command, y.Command) }
 		return a.Name == b.Name && a.State == b.State && a.Exit == b.Exit && a.Attempts == b.Attempts &&
 			a.Started.Equal(b.Started) && a.Duration == b.Duration &&
-			sameID(a.Identity, b.Identity) && slices.EqualFunc(a.Passed, b.Passed, sameID)
+			sameID(a.Identity, b.Identity) && slices.EqualFunc(a.Passed, b.Passed, sameID) &&
+			reflect.DeepEqual(a.Owner, b.Owner) && a.Note == b.Note && a.First.Equal(b.First)
 	}) {
 		add("Steps", got.Steps, want.Steps)
 	}
@@ -205,7 +207,7 @@ func TestHeaderDiffCoversEveryField(t *testing.T) {
 	if n := reflect.TypeFor[checkpoint.Header]().NumField(); n != 13 {
 		t.Errorf("Header has %d fields; update headerDiff, fullHeader and fullManifest", n)
 	}
-	if n := reflect.TypeFor[checkpoint.Step]().NumField(); n != 8 {
+	if n := reflect.TypeFor[checkpoint.Step]().NumField(); n != 11 {
 		t.Errorf("Step has %d fields; update headerDiff and fullHeader", n)
 	}
 	if n := reflect.TypeFor[checkpoint.Owner]().NumField(); n != 5 {

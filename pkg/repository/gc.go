@@ -87,6 +87,8 @@ type GCOptions struct {
 	OlderThan time.Duration
 	// Flags limits removal to sessions with all of these flags set.
 	Flags []string
+	// NoFlags limits removal to sessions with none of these flags set.
+	NoFlags []string
 	// Key, if set, limits removal to the sessions created with this key.
 	Key string
 	// DryRun reports what would be removed and removes nothing.
@@ -134,7 +136,7 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 	if testHookGCListed != nil {
 		testHookGCListed()
 	}
-	keep := Filter{Flags: o.Flags, Key: o.Key}
+	keep := Filter{Flags: o.Flags, NoFlags: o.NoFlags, Key: o.Key}
 	// Sessions are collected a few at a time, as List reads them: on S3
 	// each needs requests of its own. Each goroutine fills its own result,
 	// merged in the listing's order.

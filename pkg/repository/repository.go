@@ -180,6 +180,9 @@ type Filter struct {
 	NoFlags []string
 	// Key, if set, keeps the sessions created with exactly this key.
 	Key string
+	// WithSteps reads each listed session's steps too (Status.Steps): one
+	// more listing per session.
+	WithSteps bool
 }
 
 // keepID keeps ids that Create would make from f.Prefix: its slug, '-' and
@@ -260,6 +263,9 @@ func (r *Repository) statAll(ctx context.Context, cands []candidate, f Filter) (
 				var opts []storage.StatOption
 				if c.noLock {
 					opts = append(opts, storage.NoLockListed())
+				}
+				if f.WithSteps {
+					opts = append(opts, storage.WithSteps())
 				}
 				e.Status, e.Err = r.stat(ctx, c.id, opts...)
 			}

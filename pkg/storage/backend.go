@@ -20,8 +20,12 @@ const (
 	NextFile = "session.next"
 	// PayloadPrefix starts the name of a payload object.
 	PayloadPrefix = "payload-"
-	// LogDir holds per-step logs.
+	// LogDir holds the logs of steps recorded before StepDir existed.
 	LogDir = "logs"
+	// StepDir holds the run records of steps: StepDir/<step>/ has the
+	// step's claim and each kept attempt's start record, end record and
+	// log (see Session.StartStep).
+	StepDir = "steps"
 )
 
 // historyName is the name of kept generation n: session.<n>.
@@ -46,9 +50,11 @@ func parseHistoryName(name string) (uint64, bool) {
 //
 // Objects are named by the protocol: "session" (the current manifest),
 // "session.next" (the writer's lock), "session.<n>" (kept manifests),
-// "payload-<random>" (payloads) and the logs of steps. A backend stores
-// names as given, refuses nothing but what it cannot store, and never
-// follows a symbolic link planted where an object is expected.
+// "payload-<random>" (payloads), and under "steps/" and "logs/" the records,
+// claims and logs of steps: names with "/" are objects in a subdirectory,
+// which a backend creates as needed. A backend stores names as given,
+// refuses nothing but what it cannot store, and never follows a symbolic
+// link planted where an object is expected.
 //
 // What every backend must guarantee:
 //
@@ -65,8 +71,9 @@ func parseHistoryName(name string) (uint64, bool) {
 //     response), it finds out before it answers.
 //   - Durability: objects written by Create and Put before a Commit survive
 //     a crash once that Commit has returned nil.
-//   - The lock is exclusive, and its staleness is provable: a lock reported
-//     Stale belongs to a writer that can no longer commit.
+//   - A lock is exclusive, and its staleness is provable: a lock reported
+//     Stale belongs to a writer that can no longer commit. Locks are named:
+//     "session.next" is the writer's, and each step has a claim.
 //
 // Errors for a missing object wrap fs.ErrNotExist; a missing session is
 // ErrNotFound; a planted symbolic link is ErrSymlink.
@@ -78,16 +85,18 @@ type Backend interface {
 	// Check fails with ErrNotFound if the session does not exist.
 	Check(ctx context.Context) error
 
-	// Lock takes the session's writer lock for owner. If another writer
-	// holds it, it fails with a *LockedError that says whether that lock
-	// is stale. The lock is held until Release, or until it is broken.
-	Lock(ctx context.Context, owner *checkpoint.Owner) (Held, error)
-	// InspectLock returns the lock as it is now, nil if there is none.
-	InspectLock(ctx context.Context) (*Lock, error)
-	// BreakLock removes a stale lock, or a live one when force is set, and
-	// returns what it removed; nil, nil when there was none. A live lock
-	// without force is a *LockedError.
-	BreakLock(ctx context.Context, force bool) (*Lock, error)
+	// Lock takes the lock called name (NextFile, or a step's claim) for
+	// owner. If another process holds it, it fails with a *LockedError
+	// that says whether that lock is stale. The lock is held until
+	// Release, or until it is broken.
+	Lock(ctx context.Context, name string, owner *checkpoint.Owner) (Held, error)
+	// InspectLock returns the lock called name as it is now, nil if there
+	// is none.
+	InspectLock(ctx context.Context, name string) (*Lock, error)
+	// BreakLock removes the lock called name if it is stale, or live when
+	// force is set, and returns what it removed; nil, nil when there was
+	// none. A live lock without force is a *LockedError.
+	BreakLock(ctx context.Context, name string, force bool) (*Lock, error)
 
 	// ReadHead returns the first n bytes of object name (fewer if it is
 	// shorter) and what is known of the object.
@@ -110,19 +119,23 @@ type Backend interface {
 	// there was none); see the guarantees above. A lost lock fails with a
 	// Lost *LockedError, a changed base with ErrConflict.
 	Commit(ctx context.Context, held Held, base string, data []byte) error
-	// List returns the session's objects, logs excepted.
+	// List returns the session's objects outside subdirectories.
 	List(ctx context.Context) ([]ObjectInfo, error)
+	// ListUnder returns the objects whose names start with dir + "/", at
+	// any depth, locks included.
+	ListUnder(ctx context.Context, dir string) ([]ObjectInfo, error)
 	// Delete removes objects; one that is already gone is no error.
 	Delete(ctx context.Context, names ...string) error
 	// Destroy removes the whole session, logs and lock included, so that
 	// no listing ever sees it half removed.
 	Destroy(ctx context.Context) error
 
-	// CreateLog creates the log of step, replacing an older one (never
-	// writing through it), and returns a sink for its bytes.
-	CreateLog(ctx context.Context, step string) (io.WriteCloser, error)
-	// OpenLog opens the log of step; wrapping fs.ErrNotExist if none.
-	OpenLog(ctx context.Context, step string) (io.ReadCloser, error)
+	// CreateLog creates the log object name, replacing an older one (never
+	// writing through it), and returns a sink for its bytes, which a
+	// backend may keep only once the sink is closed.
+	CreateLog(ctx context.Context, name string) (io.WriteCloser, error)
+	// OpenLog opens the log object name; wrapping fs.ErrNotExist if none.
+	OpenLog(ctx context.Context, name string) (io.ReadCloser, error)
 
 	// SweepTemp removes what interrupted writers of this backend leave
 	// besides objects (temporary files, unfinished uploads), last changed

@@ -79,6 +79,15 @@ func runConformance(t *testing.T, h harness) {
 		{"ConcurrentCAS", testConcurrentCAS},
 		{"Format1", testFormat1},
 		{"SpoolTo", testSpoolTo},
+		{"StepIdentity", testStepIdentity},
+		{"StepClaim", testStepClaim},
+		{"StepConcurrentClaims", testStepConcurrentClaims},
+		{"StepCrash", testStepCrash},
+		{"StepMaxAttemptsNoReturn", testStepMaxAttemptsNoReturn},
+		{"StepFailedSince", testStepFailedSince},
+		{"StepLostClaim", testStepLostClaim},
+		{"StepPrune", testStepPrune},
+		{"StepNames", testStepNames},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, h) })
@@ -271,8 +280,8 @@ func testNoCheckpoint(t *testing.T, h harness) {
 	if err != nil || len(hist) != 0 {
 		t.Errorf("History of generation 0 = %+v, %v; want nothing", hist, err)
 	}
-	if r, err := s.ReadLog(t.Context(), "build"); !errors.Is(err, storage.ErrNoLog) {
-		t.Errorf("ReadLog with no log = %v, %v; want ErrNoLog", r, err)
+	if r, _, err := s.StepLog(t.Context(), "build", 0); !errors.Is(err, storage.ErrNoLog) {
+		t.Errorf("StepLog with no log = %v, %v; want ErrNoLog", r, err)
 	}
 }
 
@@ -426,7 +435,7 @@ func testSaveFailureLosesNothing(t *testing.T, h harness) {
 			r := tt.payload(cancel)
 			first := r.hook[0]
 			r.hook[0] = func() error {
-				l, err := b.InspectLock(t.Context())
+				l, err := b.InspectLock(t.Context(), storage.NextFile)
 				locked = err == nil && l != nil && !l.Stale
 				if first != nil {
 					return first()
@@ -486,10 +495,14 @@ func wantLock(t testing.TB, what string, l *storage.Lock, stale bool, pid int) {
 	}
 }
 
+// A live writer of another process: its lock, taken through the backend
+// (which no in-process gate guards, as in another process), is reported,
+// never broken without force, and waited for by a Waiter. Writers of this
+// process wait for each other instead (concurrent_test.go).
 func testLiveLock(t *testing.T, h harness) {
-	s, _ := initSession(t, h)
+	s, b := initSession(t, h)
 	mustSave(t, s, "good")
-	tx, err := s.Begin(t.Context(), storage.WithCommand("holder"))
+	held, err := b.Lock(t.Context(), storage.NextFile, storage.CurrentOwner("holder", time.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +511,7 @@ func testLiveLock(t *testing.T, h harness) {
 		select {
 		case <-aborted:
 		default:
-			tx.Abort()
+			held.Release(context.Background())
 		}
 	}()
 	_, err = s.Save(t.Context(), strings.NewReader("other"))
@@ -530,7 +543,7 @@ func testLiveLock(t *testing.T, h harness) {
 	go func() {
 		defer close(aborted)
 		time.Sleep(50 * time.Millisecond)
-		tx.Abort()
+		held.Release(context.Background())
 	}()
 	w := &storage.Waiter{Max: 30 * time.Second}
 	err = w.Do(t.Context(), func() error { _, err := s.Save(t.Context(), strings.NewReader("waited")); return err })
@@ -1157,7 +1170,11 @@ func testRemove(t *testing.T, h harness) {
 func testLogs(t *testing.T, h harness) {
 	s, _ := initSession(t, h)
 	const limit = 4096
-	w, err := s.OpenLog(t.Context(), "build", limit)
+	c, err := s.StartStep(t.Context(), "build", storage.StepOptions{Identity: checkpoint.Identity{Key: "a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.OpenLog(t.Context(), limit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1172,53 +1189,53 @@ func testLogs(t *testing.T, h harness) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.ReadLog(t.Context(), "build")
-	if err != nil {
+	if _, err := c.End(t.Context(), checkpoint.StepFailed, 1); err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(r)
-	r.Close()
-	if err != nil {
-		t.Fatal(err)
+	readLog := func(n int) (string, int) {
+		t.Helper()
+		r, got, err := s.StepLog(t.Context(), "build", n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b), got
 	}
+	got, n := readLog(0)
 	tail := limit / 4
-	if !bytes.HasPrefix(got, all.Bytes()[:limit-tail]) || !bytes.HasSuffix(got, all.Bytes()[all.Len()-tail:]) {
-		t.Errorf("log does not keep the first %d and last %d bytes", limit-tail, tail)
+	if n != 1 || !strings.HasPrefix(got, all.String()[:limit-tail]) || !strings.HasSuffix(got, all.String()[all.Len()-tail:]) {
+		t.Errorf("log of attempt %d does not keep the first %d and last %d bytes", n, limit-tail, tail)
 	}
-	if !bytes.Contains(got, []byte("left out")) || len(got) > limit+200 {
+	if !strings.Contains(got, "left out") || len(got) > limit+200 {
 		t.Errorf("log is %d bytes for a limit of %d, or does not say what was left out", len(got), limit)
 	}
-	// A second log of the step replaces the first.
-	w, err = s.OpenLog(t.Context(), "build", 0)
-	if err != nil {
-		t.Fatal(err)
+	// A second attempt has a log of its own; the first one's is kept.
+	runStep(t, s, "build", storage.StepOptions{Identity: checkpoint.Identity{Key: "a"}}, "short\n")
+	if got, n := readLog(0); got != "short\n" || n != 2 {
+		t.Errorf("latest log = attempt %d, %q", n, got)
 	}
-	io.WriteString(w, "short\n")
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
+	if got, _ := readLog(1); !strings.HasPrefix(got, "line 0\n") {
+		t.Errorf("log of attempt 1 after a second one = %.20q", got)
 	}
-	r, err = s.ReadLog(t.Context(), "build")
-	if err != nil {
-		t.Fatal(err)
+	if _, _, err := s.StepLog(t.Context(), "test", 0); !errors.Is(err, storage.ErrNoLog) {
+		t.Errorf("StepLog of a step without a log: %v, want ErrNoLog", err)
 	}
-	got, _ = io.ReadAll(r)
-	r.Close()
-	if string(got) != "short\n" {
-		t.Errorf("log after a second run = %q", got)
+	if _, _, err := s.StepLog(t.Context(), "build", 3); !errors.Is(err, storage.ErrNoLog) {
+		t.Errorf("StepLog of an attempt that never ran: %v, want ErrNoLog", err)
 	}
-	if _, err := s.ReadLog(t.Context(), "test"); !errors.Is(err, storage.ErrNoLog) {
-		t.Errorf("ReadLog of a step without a log: %v, want ErrNoLog", err)
-	}
-	for _, bad := range []string{"../x", "a/b", ".hidden", "", "UPPER"} {
-		if w, err := s.OpenLog(t.Context(), bad, 0); err == nil {
-			w.Close()
-			t.Errorf("OpenLog(%q) succeeded", bad)
+	for _, bad := range []string{"", "-flag", "a\nb", "\x1b[2J", strings.Repeat("x", checkpoint.MaxStepNameLen+1)} {
+		if _, err := s.StartStep(t.Context(), bad, storage.StepOptions{}); err == nil {
+			t.Errorf("StartStep(%q) succeeded", bad)
 		}
-		if _, err := s.ReadLog(t.Context(), bad); err == nil || errors.Is(err, storage.ErrNoLog) {
-			t.Errorf("ReadLog(%q) = %v, want an invalid name", bad, err)
+		if _, _, err := s.StepLog(t.Context(), bad, 0); err == nil || errors.Is(err, storage.ErrNoLog) {
+			t.Errorf("StepLog(%q) = %v, want an invalid name", bad, err)
 		}
 	}
-	// Logs are no objects of the protocol.
+	// Steps and logs are no objects of the protocol.
 	if probs, err := s.Verify(t.Context()); err != nil || slices.ContainsFunc(probs, func(p storage.Problem) bool { return p.Kind == storage.ProblemOrphan }) {
 		t.Errorf("Verify with logs = %+v, %v", probs, err)
 	}
@@ -1236,9 +1253,12 @@ func testTx(t *testing.T, h harness) {
 		if tx.Base().Generation != 1 || tx.Next().Generation != 2 || tx.Next().Title != "two" {
 			t.Fatalf("base %d, next %d %q", tx.Base().Generation, tx.Next().Generation, tx.Next().Title)
 		}
-		var le *storage.LockedError
-		if _, err := s.Save(t.Context(), strings.NewReader("intruder")); !errors.As(err, &le) || le.Stale {
-			t.Fatalf("save during a transaction: %v, want a live LockedError", err)
+		// A writer of this process waits for the transaction: here until
+		// its deadline.
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		if _, err := s.Save(ctx, strings.NewReader("intruder")); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("save during a transaction: %v, want it to wait until its deadline", err)
 		}
 		cp, err := tx.Load(t.Context())
 		if err != nil {

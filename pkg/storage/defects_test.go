@@ -14,39 +14,31 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
-// logPath returns logs/NAME.log of the session in dir, the logs directory
-// created.
+// logPath returns steps/NAME/1.log, the log of the first attempt of step
+// NAME of the session in dir, its directory created.
 func logPath(t *testing.T, dir, name string) string {
 	t.Helper()
-	logs := filepath.Join(dir, storage.LogDir)
+	logs := filepath.Join(dir, storage.StepDir, name)
 	if err := os.MkdirAll(logs, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return filepath.Join(logs, name+".log")
+	return filepath.Join(logs, "1.log")
 }
 
 func writeLog(t *testing.T, s *storage.Session, name, text string) {
 	t.Helper()
-	w, err := s.OpenLog(t.Context(), name, 0)
-	if err != nil {
-		t.Fatalf("OpenLog: %v", err)
-	}
-	if _, err := io.WriteString(w, text); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	runStep(t, s, name, storage.StepOptions{}, text)
 }
 
 func readLog(t *testing.T, s *storage.Session, name string) string {
 	t.Helper()
-	r, err := s.ReadLog(t.Context(), name)
+	r, _, err := s.StepLog(t.Context(), name, 0)
 	if err != nil {
-		t.Fatalf("ReadLog: %v", err)
+		t.Fatalf("StepLog: %v", err)
 	}
 	defer r.Close()
 	b, err := io.ReadAll(r)
@@ -56,7 +48,7 @@ func readLog(t *testing.T, s *storage.Session, name string) string {
 	return string(b)
 }
 
-// A hard link planted at logs/NAME.log is replaced, not written through:
+// A hard link planted at a log's path is replaced, not written through:
 // the file outside keeps its bytes.
 func TestPlantedHardLinkAtLog(t *testing.T) {
 	s, dir := newSession(t)
@@ -76,7 +68,7 @@ func TestPlantedHardLinkAtLog(t *testing.T) {
 	}
 }
 
-// A FIFO planted at logs/NAME.log neither hangs OpenLog nor ReadLog.
+// A FIFO planted at a log's path neither hangs OpenLog nor StepLog.
 func TestPlantedFIFOAtLog(t *testing.T) {
 	s, dir := newSession(t)
 	fifo := logPath(t, dir, "build")
@@ -84,22 +76,30 @@ func TestPlantedFIFOAtLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := within(t, fifo, func() error {
-		r, err := s.ReadLog(t.Context(), "build")
+		r, _, err := s.StepLog(t.Context(), "build", 1)
 		if err == nil {
 			r.Close()
 		}
 		return err
 	})
 	if err == nil {
-		t.Errorf("ReadLog of a FIFO succeeded")
+		t.Errorf("StepLog of a FIFO succeeded")
 	}
 	if err := within(t, fifo, func() error {
-		w, err := s.OpenLog(t.Context(), "build", 0)
+		c, err := s.StartStep(t.Context(), "build", storage.StepOptions{})
+		if err != nil {
+			return err
+		}
+		w, err := c.OpenLog(t.Context(), 0)
 		if err != nil {
 			return err
 		}
 		io.WriteString(w, "step output\n")
-		return w.Close()
+		if err := w.Close(); err != nil {
+			return err
+		}
+		_, err = c.End(t.Context(), checkpoint.StepPassed, 0)
+		return err
 	}); err != nil {
 		t.Fatalf("OpenLog over a FIFO: %v", err)
 	}

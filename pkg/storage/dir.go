@@ -210,6 +210,10 @@ func (d *Dir) removeQuiet(path string) error {
 // Create implements Backend: a temporary file, written and fsynced, then
 // linked to name, which fails if name exists.
 func (d *Dir) Create(ctx context.Context, name string, r io.Reader) (int64, error) {
+	sub, err := d.parents(name)
+	if err != nil {
+		return 0, err
+	}
 	tmp, n, err := d.writeTemp(ctx, "create", r)
 	if err != nil {
 		return 0, err
@@ -218,13 +222,76 @@ func (d *Dir) Create(ctx context.Context, name string, r io.Reader) (int64, erro
 	if err := d.fs.Link(tmp, d.file(name)); err != nil {
 		return 0, err
 	}
-	return n, nil
+	return n, d.syncSub(sub)
+}
+
+// parents makes the directories of a name with "/" (steps/NAME/1.start),
+// refusing a symbolic link or anything but a directory where one is
+// expected, and returns the innermost one; "" for a name without "/".
+// A directory it makes is fsynced into its parent.
+func (d *Dir) parents(name string) (string, error) {
+	if err := validObjectName(name); err != nil {
+		return "", err
+	}
+	segs := strings.Split(name, "/")
+	dir := d.path
+	for _, seg := range segs[:len(segs)-1] {
+		parent := dir
+		dir = filepath.Join(dir, seg)
+		err := os.Mkdir(dir, dirPerm)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			if cerr := d.Check(context.Background()); cerr != nil {
+				return "", cerr
+			}
+			return "", err
+		}
+		switch fi, lerr := os.Lstat(dir); {
+		case lerr != nil:
+			return "", lerr
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return "", fmt.Errorf("%w: %s is a symbolic link", ErrSymlink, dir)
+		case !fi.IsDir():
+			return "", fmt.Errorf("%s is not a directory", dir)
+		}
+		if err == nil {
+			if err := d.fs.SyncDir(parent); err != nil {
+				return "", err
+			}
+		}
+	}
+	if dir == d.path {
+		return "", nil
+	}
+	return dir, nil
+}
+
+// validObjectName refuses a name with an empty, "." or ".." segment.
+func validObjectName(name string) error {
+	for seg := range strings.SplitSeq(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("invalid object name %q", name)
+		}
+	}
+	return nil
+}
+
+// syncSub fsyncs a subdirectory an object was linked or renamed into; the
+// session directory itself is synced by Commit.
+func (d *Dir) syncSub(sub string) error {
+	if sub == "" {
+		return nil
+	}
+	return d.fs.SyncDir(sub)
 }
 
 // Put implements Backend: a temporary file, written and fsynced, then
 // renamed over name (a symbolic link planted there is replaced, not
 // followed).
 func (d *Dir) Put(ctx context.Context, name string, data []byte) error {
+	sub, err := d.parents(name)
+	if err != nil {
+		return err
+	}
 	tmp, _, err := d.writeTemp(ctx, "put", strings.NewReader(string(data)))
 	if err != nil {
 		return err
@@ -232,7 +299,7 @@ func (d *Dir) Put(ctx context.Context, name string, data []byte) error {
 	if err := d.fs.Rename(tmp, d.file(name)); err != nil {
 		return errors.Join(err, d.removeQuiet(tmp))
 	}
-	return nil
+	return d.syncSub(sub)
 }
 
 // Copy implements Backend with a hard link, made under a temporary name and
@@ -316,7 +383,7 @@ func (d *Dir) lockDir() (func(), error) {
 }
 
 // List implements Backend: the session directory's entries, temporary
-// files and logs excepted.
+// files and the directories of steps and logs excepted.
 func (d *Dir) List(context.Context) ([]ObjectInfo, error) {
 	des, err := os.ReadDir(d.path)
 	if err != nil {
@@ -328,7 +395,7 @@ func (d *Dir) List(context.Context) ([]ObjectInfo, error) {
 	out := make([]ObjectInfo, 0, len(des))
 	for _, de := range des {
 		name := de.Name()
-		if strings.HasPrefix(name, TempPrefix) || name == LogDir {
+		if strings.HasPrefix(name, TempPrefix) || name == LogDir || name == StepDir {
 			continue
 		}
 		fi, err := de.Info()
@@ -370,49 +437,68 @@ func (d *Dir) Destroy(context.Context) error {
 	return nil
 }
 
-// logDir returns the logs directory, created if need be, refusing a
-// symbolic link or anything but a directory there.
-func (d *Dir) logDir() (string, error) {
-	dir := d.file(LogDir)
-	if err := os.Mkdir(dir, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
-		return "", err
+// ListUnder implements Backend: a walk of the subdirectory dir that does
+// not follow symbolic links; temporary files are left out.
+func (d *Dir) ListUnder(_ context.Context, dir string) ([]ObjectInfo, error) {
+	if err := validObjectName(dir); err != nil {
+		return nil, err
 	}
-	switch fi, err := os.Lstat(dir); {
-	case err != nil:
-		return "", err
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return "", fmt.Errorf("%w: %s is a symbolic link", ErrSymlink, dir)
-	case !fi.IsDir():
-		return "", fmt.Errorf("%s is not a directory", dir)
-	}
-	return dir, nil
-}
-
-// CreateLog implements Backend: a new file, renamed over logs/STEP.log at
-// once, so that a hard link, FIFO or symbolic link planted there is
-// replaced, never written through or blocked on.
-func (d *Dir) CreateLog(_ context.Context, step string) (io.WriteCloser, error) {
 	if err := d.Check(context.Background()); err != nil {
 		return nil, err
 	}
-	dir, err := d.logDir()
+	var out []ObjectInfo
+	root := d.file(dir)
+	err := filepath.WalkDir(root, func(path string, de fs.DirEntry, err error) error {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil
+		case err != nil:
+			return err
+		case de.IsDir() || strings.HasPrefix(de.Name(), TempPrefix):
+			return nil
+		}
+		fi, err := de.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(d.path, path)
+		out = append(out, objectInfo(filepath.ToSlash(rel), fi))
+		return nil
+	})
+	return out, err
+}
+
+// CreateLog implements Backend: a new file, renamed over name at once, so
+// that a hard link, FIFO or symbolic link planted there is replaced, never
+// written through or blocked on. Its bytes are written as they come.
+func (d *Dir) CreateLog(_ context.Context, name string) (io.WriteCloser, error) {
+	if err := d.Check(context.Background()); err != nil {
+		return nil, err
+	}
+	sub, err := d.parents(name)
 	if err != nil {
 		return nil, err
 	}
-	tmp := filepath.Join(dir, TempPrefix+step+"-"+randomHex(6))
+	tmp := d.file(TempPrefix + "log-" + randomHex(6))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, filePerm)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, step+".log")); err != nil {
+	if err := os.Rename(tmp, d.file(name)); err != nil {
 		return nil, errors.Join(err, f.Close(), os.Remove(tmp))
 	}
-	return f, nil
+	return f, d.syncSub(sub)
 }
 
 // OpenLog implements Backend.
-func (d *Dir) OpenLog(_ context.Context, step string) (io.ReadCloser, error) {
-	f, _, err := openRegular(filepath.Join(d.path, LogDir, step+".log"))
+func (d *Dir) OpenLog(_ context.Context, name string) (io.ReadCloser, error) {
+	if err := validObjectName(name); err != nil {
+		return nil, err
+	}
+	f, _, err := openRegular(d.file(name))
 	return f, err
 }
 
@@ -426,10 +512,12 @@ func (d *Dir) temps(cutoff time.Time) ([]string, error) {
 	var out []string
 	for _, de := range des {
 		path := d.file(de.Name())
-		if !strings.HasPrefix(de.Name(), TempPrefix) || lockHeld(path) {
+		if !strings.HasPrefix(de.Name(), TempPrefix) {
 			continue
 		}
-		if fi, err := de.Info(); err == nil && fi.ModTime().Before(cutoff) {
+		// Only an old file's flock is probed: a writer takes the flock of
+		// its new lock file at once (Lock), and must not find it probed.
+		if fi, err := de.Info(); err == nil && fi.ModTime().Before(cutoff) && !lockHeld(path) {
 			out = append(out, path)
 		}
 	}
@@ -477,9 +565,11 @@ func (d *Dir) Audit(context.Context) ([]Problem, error) {
 	return out, nil
 }
 
-// dirHeld is the lock of a Dir: session.next, open, with its flock held.
+// dirHeld is a lock of a Dir: its file (session.next, or a step's claim),
+// open, with its flock held.
 type dirHeld struct {
 	d    *Dir
+	path string
 	f    file
 	once sync.Once
 }
@@ -490,12 +580,15 @@ type dirHeld struct {
 // holds it; unlike a plain O_EXCL create, it makes session.next appear with
 // its owner and flock already in place, so that nobody ever sees a lock
 // file that cannot be judged.
-func (d *Dir) Lock(ctx context.Context, owner *checkpoint.Owner) (_ Held, err error) {
-	f, tmp, err := d.createTemp(NextFile)
+func (d *Dir) Lock(ctx context.Context, name string, owner *checkpoint.Owner) (_ Held, err error) {
+	if _, err := d.parents(name); err != nil {
+		return nil, fmt.Errorf("session %s: %w", d.id, err)
+	}
+	f, tmp, err := d.createTemp("lock")
 	if err != nil {
 		return nil, fmt.Errorf("session %s: create lock file: %w", d.id, err)
 	}
-	h := &dirHeld{d: d, f: f}
+	h := &dirHeld{d: d, path: d.file(name), f: f}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, d.removeQuiet(tmp), h.Release(ctx))
@@ -512,11 +605,11 @@ func (d *Dir) Lock(ctx context.Context, owner *checkpoint.Owner) (_ Held, err er
 	if _, err := f.Write(rec); err != nil {
 		return nil, fmt.Errorf("session %s: write lock file: %w", d.id, err)
 	}
-	if err := d.fs.Link(tmp, d.file(NextFile)); err != nil {
+	if err := d.fs.Link(tmp, h.path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return nil, d.lockedError()
+			return nil, d.lockedError(name)
 		}
-		return nil, fmt.Errorf("session %s: link %s: %w", d.id, NextFile, err)
+		return nil, fmt.Errorf("session %s: link %s: %w", d.id, name, err)
 	}
 	if err := d.fs.Remove(tmp); err != nil {
 		return nil, fmt.Errorf("session %s: remove lock temp file: %w", d.id, err)
@@ -526,7 +619,7 @@ func (d *Dir) Lock(ctx context.Context, owner *checkpoint.Owner) (_ Held, err er
 
 // Check implements Held.
 func (h *dirHeld) Check(context.Context) error {
-	if !sameFile(h.f.OS(), h.d.file(NextFile)) {
+	if !sameFile(h.f.OS(), h.path) {
 		return &LockedError{Session: h.d.id, Lost: true, Lock: Lock{Reason: "this writer's lock was broken while it was saving; nothing was saved"}}
 	}
 	return nil
@@ -537,7 +630,7 @@ func (h *dirHeld) Check(context.Context) error {
 func (h *dirHeld) Release(context.Context) error {
 	var err error
 	h.once.Do(func() {
-		next := h.d.file(NextFile)
+		next := h.path
 		if sameFile(h.f.OS(), next) {
 			err = h.d.removeQuiet(next)
 		}
@@ -549,24 +642,32 @@ func (h *dirHeld) Release(context.Context) error {
 }
 
 // InspectLock implements Backend.
-func (d *Dir) InspectLock(context.Context) (*Lock, error) {
-	return inspectLock(d.file(NextFile), d.now())
+func (d *Dir) InspectLock(_ context.Context, name string) (*Lock, error) {
+	if err := validObjectName(name); err != nil {
+		return nil, err
+	}
+	return inspectLock(d.file(name), d.now())
 }
 
 // BreakLock implements Backend. It holds the lock file's flock while it
 // decides and removes, and removes only the file it judged.
-func (d *Dir) BreakLock(ctx context.Context, force bool) (*Lock, error) {
-	next := d.file(NextFile)
+func (d *Dir) BreakLock(ctx context.Context, name string, force bool) (*Lock, error) {
+	if err := validObjectName(name); err != nil {
+		return nil, err
+	}
+	next := d.file(name)
 	f, err := os.OpenFile(next, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist) && name == NextFile:
 		_, err := d.SweepTemp(ctx, d.now().Add(-CreateGrace), false)
 		return nil, err
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
 	case errors.Is(err, syscall.ELOOP):
 		if err := os.Remove(next); err != nil {
 			return nil, fmt.Errorf("session %s: break lock: %w", d.id, err)
 		}
-		return &Lock{Stale: true, Reason: "session.next was a symbolic link, not a writer's file"}, nil
+		return &Lock{Stale: true, Reason: name + " was a symbolic link, not a writer's file"}, nil
 	case err != nil:
 		return nil, fmt.Errorf("session %s: break lock: %w", d.id, err)
 	}
@@ -590,7 +691,10 @@ func (d *Dir) BreakLock(ctx context.Context, force bool) (*Lock, error) {
 	if err := os.Remove(next); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("session %s: break lock: %w", d.id, err)
 	}
-	// The temporary files of writers that are gone go with their lock.
-	_, err = d.SweepTemp(ctx, d.now().Add(-CreateGrace), false)
+	// The temporary files of writers that are gone go with the writer's
+	// lock (a step's claim has none).
+	if name == NextFile {
+		_, err = d.SweepTemp(ctx, d.now().Add(-CreateGrace), false)
+	}
 	return l, errors.Join(err, d.fs.SyncDir(d.path))
 }

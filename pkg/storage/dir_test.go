@@ -32,12 +32,8 @@ func TestPermissions(t *testing.T) {
 			if _, err := s.Save(t.Context(), nil, storage.KeepPayload(), storage.WithTitle("x")); err != nil {
 				t.Fatal(err)
 			}
-			w, err := s.OpenLog(t.Context(), "build", 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w.Write([]byte("log\n"))
-			w.Close()
+			runStep(t, s, "build", storage.StepOptions{}, "log\n")
+			runStep(t, s, "TestGo/sub_case#01", storage.StepOptions{}, "log\n")
 			wantPerms(t, dir)
 			wantNoNext(t, dir)
 			if probs, err := s.Verify(t.Context()); err != nil || len(probs) != 0 {

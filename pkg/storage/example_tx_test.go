@@ -74,7 +74,9 @@ func ExampleSession_Run() {
 	// Output: generation 3, counter 3
 }
 
-// Lock returns the function that releases the lock, for a defer.
+// Lock returns the function that releases the lock, for a defer. Another
+// writer of this process waits until the lock is released; one of another
+// process fails with a *LockedError (wrap it in a Waiter to wait).
 func ExampleSession_Lock() {
 	repo, err := os.MkdirTemp("", "ckpt-example-")
 	if err != nil {
@@ -99,14 +101,21 @@ func ExampleSession_Lock() {
 		log.Fatal(err)
 	}
 	defer unlock()
-	_, err = s.Save(ctx, strings.NewReader("meanwhile"))
-	fmt.Println("another writer:", err != nil)
+	other := make(chan *storage.Saved)
+	go func() {
+		saved, err := s.Save(ctx, strings.NewReader("meanwhile"))
+		if err != nil {
+			log.Fatal(err)
+		}
+		other <- saved
+	}()
 	saved, err := tx.Commit(ctx, strings.NewReader("mine"))
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("committed generation", saved.Header.Generation, saved.Header.Title)
+	fmt.Println("then the other writer saved generation", (<-other).Header.Generation)
 	// Output:
-	// another writer: true
 	// committed generation 1 exclusive
+	// then the other writer saved generation 2
 }

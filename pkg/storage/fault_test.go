@@ -238,7 +238,7 @@ func TestSaveFaults(t *testing.T) {
 				if got := loadString(t, s); got != want {
 					t.Errorf("after a failed save the checkpoint is %.30q, want %.30q", got, want)
 				}
-				if l, err := d.InspectLock(ctx); err != nil || (l != nil && !l.Stale) {
+				if l, err := d.InspectLock(ctx, NextFile); err != nil || (l != nil && !l.Stale) {
 					t.Errorf("after the save: lock %+v, %v; want none, or a stale one", l, err)
 				} else if l != nil {
 					if op != "remove session.next" {

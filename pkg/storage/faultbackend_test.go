@@ -111,9 +111,9 @@ func (h faultHeld) Release(ctx context.Context) error {
 	return h.f.call("Release", func() error { return h.Held.Release(ctx) })
 }
 
-func (f *faultBackend) Lock(ctx context.Context, owner *checkpoint.Owner) (storage.Held, error) {
+func (f *faultBackend) Lock(ctx context.Context, name string, owner *checkpoint.Owner) (storage.Held, error) {
 	var held storage.Held
-	err := f.call("Lock", func() (err error) { held, err = f.Backend.Lock(ctx, owner); return err })
+	err := f.call("Lock", func() (err error) { held, err = f.Backend.Lock(ctx, name, owner); return err })
 	if err != nil {
 		if held != nil {
 			// The lock was taken but the caller will not know it: a
@@ -126,13 +126,13 @@ func (f *faultBackend) Lock(ctx context.Context, owner *checkpoint.Owner) (stora
 	return faultHeld{held, f}, nil
 }
 
-func (f *faultBackend) InspectLock(ctx context.Context) (l *storage.Lock, err error) {
-	err = f.call("InspectLock", func() (err error) { l, err = f.Backend.InspectLock(ctx); return err })
+func (f *faultBackend) InspectLock(ctx context.Context, name string) (l *storage.Lock, err error) {
+	err = f.call("InspectLock", func() (err error) { l, err = f.Backend.InspectLock(ctx, name); return err })
 	return l, err
 }
 
-func (f *faultBackend) BreakLock(ctx context.Context, force bool) (l *storage.Lock, err error) {
-	err = f.call("BreakLock", func() (err error) { l, err = f.Backend.BreakLock(ctx, force); return err })
+func (f *faultBackend) BreakLock(ctx context.Context, name string, force bool) (l *storage.Lock, err error) {
+	err = f.call("BreakLock", func() (err error) { l, err = f.Backend.BreakLock(ctx, name, force); return err })
 	return l, err
 }
 
@@ -173,6 +173,11 @@ func (f *faultBackend) Commit(ctx context.Context, held storage.Held, base strin
 	return f.call("Commit", func() error { return f.Backend.Commit(ctx, held, base, data) })
 }
 
+func (f *faultBackend) ListUnder(ctx context.Context, dir string) (objs []storage.ObjectInfo, err error) {
+	err = f.call("ListUnder", func() (err error) { objs, err = f.Backend.ListUnder(ctx, dir); return err })
+	return objs, err
+}
+
 func (f *faultBackend) List(ctx context.Context) (objs []storage.ObjectInfo, err error) {
 	err = f.call("List", func() (err error) { objs, err = f.Backend.List(ctx); return err })
 	for i := range objs {
@@ -185,8 +190,8 @@ func (f *faultBackend) Delete(ctx context.Context, names ...string) error {
 	return f.call("Delete", func() error { return f.Backend.Delete(ctx, names...) })
 }
 
-func (f *faultBackend) CreateLog(ctx context.Context, step string) (w io.WriteCloser, err error) {
-	err = f.call("CreateLog", func() (err error) { w, err = f.Backend.CreateLog(ctx, step); return err })
+func (f *faultBackend) CreateLog(ctx context.Context, name string) (w io.WriteCloser, err error) {
+	err = f.call("CreateLog", func() (err error) { w, err = f.Backend.CreateLog(ctx, name); return err })
 	if err != nil && w != nil {
 		w.Close()
 		w = nil
@@ -194,8 +199,8 @@ func (f *faultBackend) CreateLog(ctx context.Context, step string) (w io.WriteCl
 	return w, err
 }
 
-func (f *faultBackend) OpenLog(ctx context.Context, step string) (r io.ReadCloser, err error) {
-	err = f.call("OpenLog", func() (err error) { r, err = f.Backend.OpenLog(ctx, step); return err })
+func (f *faultBackend) OpenLog(ctx context.Context, name string) (r io.ReadCloser, err error) {
+	err = f.call("OpenLog", func() (err error) { r, err = f.Backend.OpenLog(ctx, name); return err })
 	if err != nil && r != nil {
 		r.Close()
 		r = nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
@@ -152,3 +153,31 @@ func (r *hookReader) Read(p []byte) (int, error) {
 // big returns n bytes of a recognisable pattern: large enough to go past every
 // buffer between Save and the file.
 func big(n int, c byte) string { return strings.Repeat(string(c), n) }
+
+// runStep runs one attempt of step name that writes text to its log and
+// passes; it fails the test unless the step was to run.
+func runStep(t testing.TB, s *storage.Session, name string, o storage.StepOptions, text string) checkpoint.Attempt {
+	t.Helper()
+	c, err := s.StartStep(t.Context(), name, o)
+	if err != nil {
+		t.Fatalf("StartStep(%q): %v", name, err)
+	}
+	if c.Action != storage.StepRun {
+		t.Fatalf("StartStep(%q): action %d, want StepRun", name, c.Action)
+	}
+	w, err := c.OpenLog(t.Context(), 0)
+	if err != nil {
+		t.Fatalf("OpenLog: %v", err)
+	}
+	if _, err := io.WriteString(w, text); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	end, err := c.End(t.Context(), checkpoint.StepPassed, 0)
+	if err != nil {
+		t.Fatalf("End: %v", err)
+	}
+	return end
+}

@@ -101,7 +101,7 @@ func (s *Session) Verify(ctx context.Context) ([]Problem, error) {
 			out = append(out, Problem{Kind: ProblemUnreadable, Path: g.Path, Detail: g.Err.Error()})
 		}
 	}
-	l, err := s.b.InspectLock(ctx)
+	l, err := s.b.InspectLock(ctx, NextFile)
 	if err != nil {
 		return nil, s.errorf("inspect lock: %w", err)
 	}
@@ -170,19 +170,21 @@ func (s *Session) unreachable(ctx context.Context, cutoff time.Time) (garbage, u
 // objects no generation reaches, last changed before cutoff, and returns
 // where they were; with dryRun it only returns them. Unreachable objects
 // are removed under the session's lock, so that a save in progress keeps
-// what it has written; a session with a live writer keeps them.
+// what it has written; a session with a live writer keeps them, whether
+// that writer is in another process or in this one. Sweep does not wait
+// for writers, but writers of this process wait for it (see Begin).
 func (s *Session) Sweep(ctx context.Context, cutoff time.Time, dryRun bool) ([]string, error) {
 	if err := s.b.Check(ctx); err != nil {
 		return nil, err
 	}
 	var swept []string
-	l, err := s.b.InspectLock(ctx)
+	l, err := s.b.InspectLock(ctx, NextFile)
 	if err != nil {
 		return nil, s.errorf("inspect lock: %w", err)
 	}
 	if l != nil && l.Stale && l.Since.Before(cutoff) {
 		if !dryRun {
-			if _, err := s.b.BreakLock(ctx, false); err != nil {
+			if _, err := s.breakLock(ctx, false); err != nil {
 				return swept, err
 			}
 		}
@@ -198,7 +200,13 @@ func (s *Session) Sweep(ctx context.Context, cutoff time.Time, dryRun bool) ([]s
 		return swept, nil
 	}
 	if !dryRun {
-		held, err := s.b.Lock(ctx, CurrentOwner("ckpt gc", s.now()))
+		owner := CurrentOwner("ckpt gc", s.now())
+		pass, _ := tryGate(s.b, owner)
+		if pass == nil {
+			return swept, nil // a writer of this process is saving
+		}
+		defer pass.leave()
+		held, err := s.b.Lock(ctx, NextFile, owner)
 		var le *LockedError
 		if errors.As(err, &le) {
 			return swept, nil // a writer came: its objects are not garbage
@@ -238,25 +246,44 @@ func minTime(a, b time.Time) time.Time {
 }
 
 // BreakLock removes a stale lock, or a live one when force is set, and
-// returns what it removed; it returns nil, nil when there was no lock.
+// returns what it removed; it returns nil, nil when there was no lock. When
+// the lock it removes is that of a writer of this process, the writers of
+// this process waiting for that one (see Begin) go ahead at once: the
+// broken writer can no longer commit.
 func (s *Session) BreakLock(ctx context.Context, force bool) (*Lock, error) {
 	if err := s.b.Check(ctx); err != nil {
 		return nil, err
 	}
-	return s.b.BreakLock(ctx, force)
+	return s.breakLock(ctx, force)
+}
+
+func (s *Session) breakLock(ctx context.Context, force bool) (*Lock, error) {
+	l, err := s.b.BreakLock(ctx, NextFile, force)
+	if err == nil {
+		revokeGate(s.b, l)
+	}
+	return l, err
 }
 
 // Remove deletes the session. Unless force is set, it takes the session's
 // lock first (breaking a stale one), so that no save can complete unseen
 // while it removes, and a session with a live writer is refused with a
-// *LockedError.
+// *LockedError, whether that writer is in another process or in this one:
+// Remove does not wait for writers, but writers of this process wait for it
+// (see Begin).
 func (s *Session) Remove(ctx context.Context, force bool, opts ...RemoveOption) error {
 	c := NewRemoveConfig(opts)
 	if err := s.b.Check(ctx); err != nil {
 		return err
 	}
 	if !force {
-		held, err := s.lockForRemove(ctx)
+		owner := CurrentOwner("ckpt remove", s.now())
+		pass, other := tryGate(s.b, owner)
+		if pass == nil {
+			return s.lockedInProcess(ctx, other)
+		}
+		defer pass.leave()
+		held, err := s.lockForRemove(ctx, owner)
 		if err != nil {
 			return err
 		}
@@ -281,15 +308,29 @@ func (s *Session) Remove(ctx context.Context, force bool, opts ...RemoveOption) 
 
 // lockForRemove takes the session's lock for Remove, breaking a stale one:
 // a session whose writer is gone can be removed.
-func (s *Session) lockForRemove(ctx context.Context) (Held, error) {
+func (s *Session) lockForRemove(ctx context.Context, owner *checkpoint.Owner) (Held, error) {
 	for attempt := 0; ; attempt++ {
-		held, err := s.b.Lock(ctx, CurrentOwner("ckpt remove", s.now()))
+		held, err := s.b.Lock(ctx, NextFile, owner)
 		var le *LockedError
 		if !errors.As(err, &le) || !le.Stale || attempt == 3 {
 			return held, err
 		}
-		if _, err := s.b.BreakLock(ctx, false); err != nil {
+		if _, err := s.b.BreakLock(ctx, NextFile, false); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// lockedInProcess is the *LockedError of a session whose gate a writer of
+// this process, owner, is past: its lock as the backend shows it, or, while
+// that writer is between the gate and the lock, as far as it is known.
+func (s *Session) lockedInProcess(ctx context.Context, owner *checkpoint.Owner) error {
+	l, err := s.b.InspectLock(ctx, NextFile)
+	if err != nil {
+		return s.errorf("inspect lock: %w", err)
+	}
+	if l == nil || l.Stale {
+		l = &Lock{Owner: owner, Reason: "a writer of this process is saving", Since: s.now()}
+	}
+	return &LockedError{Session: s.b.ID(), Lock: *l}
 }

@@ -19,7 +19,7 @@ var localHarness = harness{
 	Stale: func(t *testing.T, b storage.Backend) {
 		t.Helper()
 		d := unwrapBackend(b).(*storage.Dir)
-		held, err := d.Lock(t.Context(), storage.CurrentOwner("crashed writer", time.Now()))
+		held, err := d.Lock(t.Context(), storage.NextFile, storage.CurrentOwner("crashed writer", time.Now()))
 		if err != nil {
 			t.Fatal(err)
 		}

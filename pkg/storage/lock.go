@@ -156,8 +156,8 @@ func sameFile(f *os.File, path string) bool {
 	return err == nil && os.SameFile(a, b)
 }
 
-func (d *Dir) lockedError() error {
-	l, err := inspectLock(d.file(NextFile), d.now())
+func (d *Dir) lockedError(name string) error {
+	l, err := inspectLock(d.file(name), d.now())
 	if err != nil {
 		return fmt.Errorf("session %s: inspect lock: %w", d.id, err)
 	}

@@ -1,13 +1,9 @@
 package storage
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-
-	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 )
 
 // DefaultLogLimit is the size a step log is capped at.
@@ -56,44 +52,12 @@ func (w *logWriter) Close() error {
 	return errors.Join(err, w.f.Close())
 }
 
-func validStep(name string) error {
-	if !checkpoint.ValidName(name) {
-		return fmt.Errorf("invalid step name %q: names are lowercase letters, digits, '-', '_' and '.', not starting with '.', at most %d characters", name, checkpoint.MaxNameLen)
-	}
-	return nil
-}
-
-// OpenLog creates the log of step name, replacing an older one, capped at
-// limit bytes (DefaultLogLimit if limit <= 0): its head and its tail.
-func (s *Session) OpenLog(ctx context.Context, name string, limit int64) (io.WriteCloser, error) {
-	if err := validStep(name); err != nil {
-		return nil, s.errorf("%w", err)
-	}
-	sink, err := s.b.CreateLog(ctx, name)
-	if err != nil {
-		return nil, s.errorf("open log: %w", err)
-	}
+// newLogWriter caps what is written to sink at limit bytes
+// (DefaultLogLimit if limit <= 0): its head and its tail.
+func newLogWriter(sink io.WriteCloser, limit int64) io.WriteCloser {
 	if limit <= 0 {
 		limit = DefaultLogLimit
 	}
 	tail := int(limit / 4)
-	return &logWriter{f: sink, head: limit - int64(tail), tailCap: tail}, nil
-}
-
-// ReadLog opens the log of step name; ErrNoLog if there is none.
-func (s *Session) ReadLog(ctx context.Context, name string) (io.ReadCloser, error) {
-	if err := validStep(name); err != nil {
-		return nil, s.errorf("%w", err)
-	}
-	r, err := s.b.OpenLog(ctx, name)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := s.b.Check(ctx); err != nil {
-			return nil, err
-		}
-		return nil, s.errorf("step %s: %w", name, ErrNoLog)
-	}
-	if err != nil {
-		return nil, s.errorf("%w", err)
-	}
-	return r, nil
+	return &logWriter{f: sink, head: limit - int64(tail), tailCap: tail}
 }

@@ -511,7 +511,7 @@ func s3FaultCase(t *testing.T, proxy *s3FaultProxy, st *s3store.Store, attempts 
 	// fails and is not retried, the lease stays. Its writer has stopped
 	// renewing it, so it goes stale, and the next save, told to, breaks it.
 	var waiter storage.Waiter
-	lk, ierr := b.InspectLock(ctx)
+	lk, ierr := b.InspectLock(ctx, storage.NextFile)
 	switch {
 	case ierr != nil:
 		t.Fatalf("%s: InspectLock: %v", what, ierr)
@@ -525,7 +525,7 @@ func s3FaultCase(t *testing.T, proxy *s3FaultProxy, st *s3store.Store, attempts 
 		waiter = storage.Waiter{
 			Max: 3 * s3StaleAfter,
 			BreakStale: func(ctx context.Context, _ *storage.LockedError) error {
-				_, err := b.BreakLock(ctx, false)
+				_, err := b.BreakLock(ctx, storage.NextFile, false)
 				return err
 			},
 		}

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
@@ -22,6 +24,9 @@ type Tx struct {
 	s    *Session
 	c    *SaveConfig
 	held Held
+	// pass is this writer's passage through the session's gate, left
+	// when the lock is released.
+	pass *gatePass
 	// base is the manifest the next generation builds on, read under the
 	// lock: the current one, or, when that is damaged, the newest intact
 	// kept one. nil when the session has none.
@@ -43,7 +48,8 @@ type Tx struct {
 }
 
 // Save reads payload to its end and commits it as the next generation: it
-// is Begin followed by Commit.
+// is Begin followed by Commit. Saves from goroutines of one process wait
+// for each other; see Begin.
 func (s *Session) Save(ctx context.Context, payload io.Reader, opts ...SaveOption) (*Saved, error) {
 	tx, err := s.begin(ctx, NewSaveConfig(opts))
 	if err != nil {
@@ -53,12 +59,21 @@ func (s *Session) Save(ctx context.Context, payload io.Reader, opts ...SaveOptio
 }
 
 // Begin takes the session's lock and returns a transaction that will save
-// the next generation with opts. It fails at once with a *LockedError if
-// another writer holds the lock; wrap it in a Waiter to wait. With
-// IfGeneration, the generation is checked here, under the lock.
+// the next generation with opts. With IfGeneration, the generation is
+// checked here, under the lock.
+//
+// Writers of this process to the same session — through this Session, or
+// another on the same directory or S3 prefix — take turns: Begin first
+// waits until no other transaction, Save, Run, Sweep or Remove of this
+// process holds the session's lock, and returns ctx's error (wrapped) if
+// ctx is done before. A writer of another process is not waited for: if it
+// holds the lock, Begin fails at once with a *LockedError naming it; wrap
+// Begin in a Waiter to wait for it.
 //
 // The caller must end the transaction with Commit or Abort; until then
-// other writers get a live *LockedError.
+// writers of other processes get a live *LockedError, and this process's
+// wait. A goroutine that holds a transaction and saves to the same session
+// again waits for itself, until its ctx is done.
 func (s *Session) Begin(ctx context.Context, opts ...SaveOption) (*Tx, error) {
 	return s.begin(ctx, NewSaveConfig(opts))
 }
@@ -96,11 +111,16 @@ func (s *Session) begin(ctx context.Context, c *SaveConfig) (_ *Tx, err error) {
 		return nil, err
 	}
 	owner := CurrentOwner(c.Command, c.Now())
-	held, err := s.b.Lock(ctx, owner)
+	pass, err := enterGate(ctx, s.b, owner)
 	if err != nil {
+		return nil, s.errorf("wait for another writer of this process: %w", err)
+	}
+	held, err := s.b.Lock(ctx, NextFile, owner)
+	if err != nil {
+		pass.leave()
 		return nil, err
 	}
-	tx := &Tx{s: s, c: c, held: held}
+	tx := &Tx{s: s, c: c, held: held, pass: pass}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, tx.Abort())
@@ -338,7 +358,7 @@ func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err 
 		err = parallel(commit, func() error { herr = keepBase(); return herr })
 		if err != nil && tx.done {
 			dropped = nil
-			_ = tx.held.Release(context.WithoutCancel(ctx))
+			_ = tx.release(context.WithoutCancel(ctx))
 			if herr != nil {
 				return nil, s.errorf("generation %d was saved, but: %w", next.Generation, herr)
 			}
@@ -350,7 +370,7 @@ func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err 
 	if err != nil {
 		if tx.done {
 			// In place after all: the lock is still to be let go of.
-			_ = tx.held.Release(context.WithoutCancel(ctx))
+			_ = tx.release(context.WithoutCancel(ctx))
 		}
 		return nil, err
 	}
@@ -365,7 +385,7 @@ func (tx *Tx) Commit(ctx context.Context, payload io.Reader) (saved *Saved, err 
 	garbage := tx.unreachable(kept)
 	err = parallel(
 		func() error {
-			if err := tx.held.Release(ctx); err != nil {
+			if err := tx.release(ctx); err != nil {
 				return s.errorf("generation %d was saved, but releasing the lock failed: %w", next.Generation, err)
 			}
 			return nil
@@ -466,7 +486,13 @@ func (tx *Tx) Abort() error {
 			err = tx.s.errorf("remove what the failed save wrote: %w", derr)
 		}
 	}
-	return errors.Join(err, tx.held.Release(ctx))
+	return errors.Join(err, tx.release(ctx))
+}
+
+// release lets go of the lock, and then of the gate.
+func (tx *Tx) release(ctx context.Context) error {
+	defer tx.pass.leave()
+	return tx.held.Release(ctx)
 }
 
 // parallel runs fns at once and returns their errors joined.
@@ -488,4 +514,166 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
+}
+
+// The writers' gate. The backend's lock excludes writers of other
+// processes, and tells them who holds it; within one process, writers to
+// the same session queue at a gate instead, so that goroutines that save
+// concurrently, through one Session or through several on the same
+// location, wait for each other rather than find the lock held by their own
+// process. A writer passes the gate before it takes the backend's lock and
+// leaves it once it has released that lock. The gate is a channel with
+// room for one token, not a sync.Mutex, so that a waiting writer gives up
+// when its context is done.
+var gates = struct {
+	mu sync.Mutex
+	m  map[string]*gate
+}{m: map[string]*gate{}}
+
+type gate struct {
+	slot chan struct{} // holds a token while a writer is past the gate
+	// Under gates.mu:
+	users  int       // writers past the gate or waiting at it
+	holder *gatePass // the writer past it; nil once revoked
+}
+
+// gatePass is one writer's passage through a gate.
+type gatePass struct {
+	key   string
+	g     *gate
+	owner *checkpoint.Owner // the owner record of the lock it takes
+	once  sync.Once
+}
+
+// gateKey names the session b stores for the gate: its location, with a
+// relative path made absolute, so that every Session opened on the same
+// directory or S3 prefix in this process meets at the same gate.
+func gateKey(b Backend) string {
+	loc := b.Location()
+	if !strings.Contains(loc, "://") {
+		if abs, err := filepath.Abs(loc); err == nil {
+			loc = abs
+		}
+	}
+	return loc
+}
+
+// joinGate counts a writer in at the gate of key, making the gate if need
+// be.
+func joinGate(key string) *gate {
+	gates.mu.Lock()
+	defer gates.mu.Unlock()
+	g := gates.m[key]
+	if g == nil {
+		g = &gate{slot: make(chan struct{}, 1)}
+		gates.m[key] = g
+	}
+	g.users++
+	return g
+}
+
+// leaveGate counts a writer out of g, and forgets g when none is left.
+// gates.mu is held.
+func leaveGate(key string, g *gate) {
+	g.users--
+	if g.users == 0 && gates.m[key] == g {
+		delete(gates.m, key)
+	}
+}
+
+// enterGate waits until no other writer of this process is past the gate
+// of the session b stores, or until ctx is done, when it returns ctx's
+// error.
+func enterGate(ctx context.Context, b Backend, owner *checkpoint.Owner) (*gatePass, error) {
+	key := gateKey(b)
+	g := joinGate(key)
+	if err := ctx.Err(); err != nil {
+		gates.mu.Lock()
+		leaveGate(key, g)
+		gates.mu.Unlock()
+		return nil, err
+	}
+	select {
+	case g.slot <- struct{}{}:
+	case <-ctx.Done():
+		gates.mu.Lock()
+		leaveGate(key, g)
+		gates.mu.Unlock()
+		return nil, ctx.Err()
+	}
+	return g.passed(key, owner), nil
+}
+
+// tryGate is enterGate for a writer that does not wait: when another writer
+// of this process is past the gate, it returns nil and that writer's owner
+// record (nil if it has not said yet).
+func tryGate(b Backend, owner *checkpoint.Owner) (*gatePass, *checkpoint.Owner) {
+	key := gateKey(b)
+	g := joinGate(key)
+	gates.mu.Lock()
+	defer gates.mu.Unlock()
+	select {
+	case g.slot <- struct{}{}:
+		p := &gatePass{key: key, g: g, owner: owner}
+		g.holder = p
+		return p, nil
+	default:
+	}
+	var other *checkpoint.Owner
+	if g.holder != nil {
+		other = g.holder.owner
+	}
+	leaveGate(key, g)
+	return nil, other
+}
+
+// passed records the writer that just put its token in g.
+func (g *gate) passed(key string, owner *checkpoint.Owner) *gatePass {
+	p := &gatePass{key: key, g: g, owner: owner}
+	gates.mu.Lock()
+	g.holder = p
+	gates.mu.Unlock()
+	return p
+}
+
+// leave lets the next writer of this process through. It does nothing on a
+// nil pass, after a first call, or (but counting the writer out) once the
+// pass was revoked.
+func (p *gatePass) leave() {
+	if p == nil {
+		return
+	}
+	p.once.Do(func() {
+		gates.mu.Lock()
+		defer gates.mu.Unlock()
+		if p.g.holder == p {
+			p.g.holder = nil
+			<-p.g.slot
+		}
+		leaveGate(p.key, p.g)
+	})
+}
+
+// revokeGate lets the next writer of this process through the gate of the
+// session b stores when the writer past it is the owner of a lock that was
+// just broken: that writer can no longer commit (its Commit fails with a
+// Lost *LockedError), and those queued behind it would otherwise wait for
+// it to notice.
+func revokeGate(b Backend, broken *Lock) {
+	if broken == nil || broken.Owner == nil {
+		return
+	}
+	gates.mu.Lock()
+	defer gates.mu.Unlock()
+	g := gates.m[gateKey(b)]
+	if g == nil || g.holder == nil || !sameOwner(g.holder.owner, broken.Owner) {
+		return
+	}
+	g.holder = nil
+	<-g.slot
+}
+
+func sameOwner(a, b *checkpoint.Owner) bool {
+	return a != nil && b != nil && a.PID == b.PID && a.Host == b.Host &&
+		a.Command == b.Command && a.Started.Equal(b.Started)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
@@ -17,10 +18,20 @@ import (
 // generation, history and its pruning, verify, sweep and remove — is written
 // here once, over the backend's primitives, so that it is the same on every
 // backend. A Session holds no open objects and is safe for concurrent use;
-// any number of processes may use the same session at once.
+// any number of processes may use the same session at once. Writers of one
+// process to the same session (through one Session, or several on the same
+// location) wait for each other instead of failing; writers of other
+// processes get a *LockedError. Steps have claims of their own (StartStep):
+// goroutines may run different steps at once.
 type Session struct {
 	b   Backend
 	now func() time.Time
+
+	legacy struct { // see legacySteps
+		sync.Mutex
+		read  bool
+		steps []checkpoint.Step
+	}
 }
 
 // New returns the session stored by b. It makes no request.
@@ -85,7 +96,10 @@ func (s *Session) Head(ctx context.Context) (*checkpoint.Header, error) {
 // StatOption changes what Stat reads.
 type StatOption func(*statConfig)
 
-type statConfig struct{ noLock bool }
+type statConfig struct{ noLock, steps bool }
+
+// WithSteps makes Stat read the session's steps too (Status.Steps).
+func WithSteps() StatOption { return func(c *statConfig) { c.steps = true } }
 
 // NoLockListed tells Stat that a listing made just now found no lock in the
 // session, so that it does not look for one: a listing of many sessions
@@ -112,12 +126,17 @@ func (s *Session) Stat(ctx context.Context, opts ...StatOption) (*Status, error)
 		st.Header, st.Size, st.Modified = m.h, m.size(), m.h.Saved
 	}
 	if !c.noLock {
-		if st.Lock, err = s.b.InspectLock(ctx); err != nil {
+		if st.Lock, err = s.b.InspectLock(ctx, NextFile); err != nil {
 			return nil, s.errorf("inspect lock: %w", err)
 		}
 	}
 	if st.Header == nil && st.Lock != nil {
 		st.Modified = st.Lock.Since
+	}
+	if c.steps {
+		if st.Steps, err = s.steps(ctx, st.Header); err != nil {
+			return nil, err
+		}
 	}
 	return st, nil
 }
@@ -152,6 +171,9 @@ type Status struct {
 	Modified time.Time
 	// Lock is the session's lock, nil when it is not locked.
 	Lock *Lock
+	// Steps are the session's steps, as Session.Steps returns them, when
+	// Stat was asked for them (WithSteps).
+	Steps []checkpoint.Step
 }
 
 // Saved describes a checkpoint that Save committed.
@@ -280,8 +302,11 @@ type Lock struct {
 // LockedError reports that a session is locked by another writer, or, with
 // Lost, that this writer's own lock was broken while it saved, so that it
 // saved nothing rather than overwrite what came after.
+//
+// With Step set, the lock is that step's claim: another process runs it.
 type LockedError struct {
 	Session string
+	Step    string
 	Lock
 	Lost bool
 }
@@ -293,6 +318,9 @@ func (e *LockedError) Error() string {
 	state := "live"
 	if e.Stale {
 		state = "stale"
+	}
+	if e.Step != "" {
+		return fmt.Sprintf("session %s: step %s is being run by %s (%s claim: %s)", e.Session, e.Step, e.Owner, state, e.Reason)
 	}
 	return fmt.Sprintf("session %s is locked by %s (%s lock: %s)", e.Session, e.Owner, state, e.Reason)
 }

@@ -23,7 +23,6 @@ import (
 const (
 	currentObject = "session"      // the current manifest: only Commit writes it
 	leaseObject   = "session.next" // the writer's lease
-	logPrefix     = "logs/"        // logs/STEP.log
 )
 
 // Backend is one session of a Store, the objects under PREFIX/ID/: object
@@ -59,11 +58,13 @@ func (b *Backend) notExist(name string) error {
 }
 
 // checkName refuses a name that is not one object of the session: an empty
-// one, "." or "..", or one with a '/', which would reach into the logs or
-// past the session's prefix on a server that maps keys to paths.
+// one, or one with an empty, "." or ".." segment. Names with "/" are the
+// objects of steps and logs (steps/NAME/1.start).
 func checkName(name string) error {
-	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
-		return fmt.Errorf("invalid object name %q", name)
+	for seg := range strings.SplitSeq(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("invalid object name %q", name)
+		}
 	}
 	return nil
 }
@@ -271,6 +272,36 @@ func (b *Backend) List(ctx context.Context) ([]storage.ObjectInfo, error) {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			return nil, b.st.requestError("list", b.dir, err)
+		}
+		for _, o := range page.Contents {
+			infos = append(infos, storage.ObjectInfo{
+				Name:     strings.TrimPrefix(aws.ToString(o.Key), b.dir),
+				Size:     aws.ToInt64(o.Size),
+				Modified: aws.ToTime(o.LastModified),
+				Version:  aws.ToString(o.ETag),
+			})
+		}
+	}
+	return infos, nil
+}
+
+// ListUnder implements storage.Backend: ListObjectsV2 of PREFIX/ID/DIR/,
+// without a delimiter, a thousand keys a page.
+func (b *Backend) ListUnder(ctx context.Context, dir string) ([]storage.ObjectInfo, error) {
+	if err := checkName(dir); err != nil {
+		return nil, err
+	}
+	prefix := b.dir + dir + "/"
+	var infos []storage.ObjectInfo
+	p := s3.NewListObjectsV2Paginator(b.st.client, &s3.ListObjectsV2Input{
+		Bucket:  &b.st.bucket,
+		Prefix:  &prefix,
+		MaxKeys: aws.Int32(b.st.o.ListPageSize),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, b.st.requestError("list", prefix, err)
 		}
 		for _, o := range page.Contents {
 			infos = append(infos, storage.ObjectInfo{

@@ -70,7 +70,7 @@ func TestCommitLostResponseRetried(t *testing.T) {
 	for _, rule := range []string{"PUT session.next?PutObject", "PUT session?PutObject", "DELETE session.next?DeleteObject"} {
 		dc.drop(rule, 1)
 	}
-	h, err := b.Lock(t.Context(), testOwner("w"))
+	h, err := b.Lock(t.Context(), storage.NextFile, testOwner("w"))
 	if err != nil {
 		t.Fatalf("Lock with a lost response: %v", err)
 	}
@@ -160,7 +160,7 @@ func TestLostWriterFailsIfMatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := version(t, b, "session")
-	if _, err := b.BreakLock(t.Context(), true); err != nil {
+	if _, err := b.BreakLock(t.Context(), storage.NextFile, true); err != nil {
 		t.Fatal(err)
 	}
 	bh := mustLock(t, b, "breaker")

@@ -36,7 +36,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	host, _ := os.Hostname()
-	held, err := b.Lock(ctx, &checkpoint.Owner{PID: os.Getpid(), Host: host, Started: time.Now()})
+	held, err := b.Lock(ctx, storage.NextFile, &checkpoint.Owner{PID: os.Getpid(), Host: host, Started: time.Now()})
 	var locked *storage.LockedError
 	switch {
 	case errors.As(err, &locked):

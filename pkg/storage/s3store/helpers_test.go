@@ -57,7 +57,7 @@ func testOwner(command string) *checkpoint.Owner {
 
 func mustLock(t testing.TB, b *s3store.Backend, command string) storage.Held {
 	t.Helper()
-	h, err := b.Lock(t.Context(), testOwner(command))
+	h, err := b.Lock(t.Context(), storage.NextFile, testOwner(command))
 	if err != nil {
 		t.Fatalf("Lock: %v", err)
 	}

@@ -46,19 +46,19 @@ type leaseState struct {
 	serverNow time.Time // the response's Date, by the server's clock; zero if none
 }
 
-// readLease reads the session's lease; nil if there is none.
-func (b *Backend) readLease(ctx context.Context) (*leaseState, error) {
-	out, err := b.st.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.st.bucket, Key: b.key(leaseObject)})
+// readLease reads the lease object name; nil if there is none.
+func (b *Backend) readLease(ctx context.Context, name string) (*leaseState, error) {
+	out, err := b.st.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.st.bucket, Key: b.key(name)})
 	switch {
 	case isNotFound(err):
 		return nil, nil
 	case err != nil:
-		return nil, b.reqErr("get", leaseObject, err)
+		return nil, b.reqErr("get", name, err)
 	}
 	defer out.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(out.Body, maxLeaseSize))
 	if err != nil {
-		return nil, b.reqErr("get", leaseObject, err)
+		return nil, b.reqErr("get", name, err)
 	}
 	ls := &leaseState{etag: aws.ToString(out.ETag), modified: aws.ToTime(out.LastModified)}
 	if t, ok := awsmiddleware.GetServerTime(out.ResultMetadata); ok {
@@ -76,7 +76,7 @@ func (b *Backend) readLease(ctx context.Context) (*leaseState, error) {
 // server's clock, so that no two machines' clocks are compared; only when
 // the server sends no Date does it compare the writer's renewal time with
 // this host's clock, now.
-func (b *Backend) judge(ls *leaseState, now time.Time) *storage.Lock {
+func (b *Backend) judge(ls *leaseState, name string, now time.Time) *storage.Lock {
 	l := &storage.Lock{Since: ls.modified}
 	ttl := b.st.o.LeaseDuration
 	if ls.rec != nil {
@@ -100,9 +100,9 @@ func (b *Backend) judge(ls *leaseState, now time.Time) *storage.Lock {
 	age = max(age, 0).Round(time.Second)
 	switch {
 	case ls.rec == nil && l.Stale:
-		l.Reason = fmt.Sprintf("session.next is not a lease ckpt wrote, and is %s old %s", age, clock)
+		l.Reason = fmt.Sprintf("%s is not a lease ckpt wrote, and is %s old %s", name, age, clock)
 	case ls.rec == nil:
-		l.Reason = fmt.Sprintf("session.next is not a lease ckpt wrote; it is %s old %s, stale after %s", age, clock, limit)
+		l.Reason = fmt.Sprintf("%s is not a lease ckpt wrote; it is %s old %s, stale after %s", name, age, clock, limit)
 	case l.Stale:
 		l.Reason = fmt.Sprintf("its lease expired: not renewed for %s %s, and it lasts %s", age, clock, ttl)
 	default:
@@ -121,6 +121,7 @@ func (b *Backend) lostError(why string) *storage.LockedError {
 // duration, with If-Match on the ETag of its last write.
 type lease struct {
 	b     *Backend
+	name  string // the lease object: session.next, or a step's claim
 	token string
 	owner *checkpoint.Owner
 	ttl   time.Duration
@@ -160,10 +161,10 @@ func (l *lease) record(now time.Time) []byte {
 
 // putLease writes a lease record: with ifMatch "", only if there is none
 // (If-None-Match: *), else only over that version (If-Match).
-func (b *Backend) putLease(ctx context.Context, body []byte, ifMatch string) (string, error) {
+func (b *Backend) putLease(ctx context.Context, name string, body []byte, ifMatch string) (string, error) {
 	in := &s3.PutObjectInput{
 		Bucket:        &b.st.bucket,
-		Key:           b.key(leaseObject),
+		Key:           b.key(name),
 		Body:          bytes.NewReader(body),
 		ContentLength: aws.Int64(int64(len(body))),
 		ContentType:   aws.String("application/json"),
@@ -180,12 +181,15 @@ func (b *Backend) putLease(ctx context.Context, body []byte, ifMatch string) (st
 	return aws.ToString(out.ETag), nil
 }
 
-// Lock implements storage.Backend: it creates session.next with
-// If-None-Match: *. If it exists, Lock fails with a *storage.LockedError
+// Lock implements storage.Backend: it creates the lease object name
+// (session.next, or a step's claim) with If-None-Match: *. If it exists, Lock fails with a *storage.LockedError
 // that says whose it is and whether it is stale. The lease is renewed in
 // the background until Release.
-func (b *Backend) Lock(ctx context.Context, owner *checkpoint.Owner) (storage.Held, error) {
-	l, err := b.acquire(ctx, owner)
+func (b *Backend) Lock(ctx context.Context, name string, owner *checkpoint.Owner) (storage.Held, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	l, err := b.acquire(ctx, name, owner)
 	if err != nil {
 		return nil, err // not a typed nil in the interface
 	}
@@ -195,20 +199,20 @@ func (b *Backend) Lock(ctx context.Context, owner *checkpoint.Owner) (storage.He
 	return l, nil
 }
 
-func (b *Backend) acquire(ctx context.Context, owner *checkpoint.Owner) (*lease, error) {
-	l := &lease{b: b, token: randomToken(), owner: owner, ttl: b.st.o.LeaseDuration, start: time.Now()}
+func (b *Backend) acquire(ctx context.Context, name string, owner *checkpoint.Owner) (*lease, error) {
+	l := &lease{b: b, name: name, token: randomToken(), owner: owner, ttl: b.st.o.LeaseDuration, start: time.Now()}
 	var ls *leaseState
 	for range 3 {
 		t0 := time.Now()
-		etag, err := b.putLease(ctx, l.record(t0), "")
+		etag, err := b.putLease(ctx, name, l.record(t0), "")
 		if err == nil {
 			l.etag, l.renewed = etag, t0
 			return l, nil
 		}
 		if !isPrecondition(err) {
-			return b.resolveAcquire(ctx, l, t0, b.reqErr("put", leaseObject, err))
+			return b.resolveAcquire(ctx, l, t0, b.reqErr("put", name, err))
 		}
-		if ls, err = b.readLease(ctx); err != nil {
+		if ls, err = b.readLease(ctx, name); err != nil {
 			return nil, err
 		}
 		if ls != nil && ls.rec != nil && ls.rec.Token == l.token {
@@ -217,7 +221,7 @@ func (b *Backend) acquire(ctx context.Context, owner *checkpoint.Owner) (*lease,
 			return l, nil
 		}
 		if ls != nil {
-			return nil, &storage.LockedError{Session: b.id, Lock: *b.judge(ls, time.Now())}
+			return nil, &storage.LockedError{Session: b.id, Lock: *b.judge(ls, name, time.Now())}
 		}
 		// Released between our attempt and our look: try again.
 	}
@@ -232,14 +236,14 @@ func (b *Backend) acquire(ctx context.Context, owner *checkpoint.Owner) (*lease,
 func (b *Backend) resolveAcquire(ctx context.Context, l *lease, t0 time.Time, perr error) (*lease, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.ttl)
 	defer cancel()
-	ls, err := b.readLease(rctx)
+	ls, err := b.readLease(rctx, l.name)
 	switch {
 	case err != nil:
 		return nil, errors.Join(perr, err)
 	case ls == nil || ls.rec == nil || ls.rec.Token != l.token:
 		return nil, perr
 	case ctx.Err() != nil:
-		return nil, errors.Join(perr, b.deleteLease(rctx, ls.etag))
+		return nil, errors.Join(perr, b.deleteLease(rctx, l.name, ls.etag))
 	}
 	l.etag, l.renewed = ls.etag, t0
 	return l, nil
@@ -295,7 +299,7 @@ func (l *lease) renew(ctx context.Context) error {
 		return lost
 	}
 	t0 := time.Now()
-	newTag, err := l.b.putLease(ctx, l.record(t0), etag)
+	newTag, err := l.b.putLease(ctx, l.name, l.record(t0), etag)
 	if err == nil {
 		l.mu.Lock()
 		l.etag, l.renewed = newTag, t0
@@ -303,9 +307,9 @@ func (l *lease) renew(ctx context.Context) error {
 		return nil
 	}
 	if !isPrecondition(err) && !isNotFound(err) {
-		return l.b.reqErr("renew", leaseObject, err)
+		return l.b.reqErr("renew", l.name, err)
 	}
-	ls, rerr := l.b.readLease(ctx)
+	ls, rerr := l.b.readLease(ctx, l.name)
 	if rerr != nil {
 		return rerr
 	}
@@ -351,7 +355,7 @@ func (l *lease) Check(ctx context.Context) error {
 // verify reads the lease: nil if it is still this writer's, a Lost
 // *storage.LockedError if it is not.
 func (l *lease) verify(ctx context.Context) error {
-	ls, err := l.b.readLease(ctx)
+	ls, err := l.b.readLease(ctx, l.name)
 	if err != nil {
 		return err
 	}
@@ -388,10 +392,10 @@ func (l *lease) Release(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.ttl)
 	defer cancel()
 	for range 3 {
-		err := l.b.deleteLease(ctx, etag)
+		err := l.b.deleteLease(ctx, l.name, etag)
 		if err != nil && !errors.Is(err, errLeaseChanged) {
 			// A delete whose response was lost may have landed.
-			if ls, rerr := l.b.readLease(ctx); rerr == nil && (ls == nil || ls.rec == nil || ls.rec.Token != l.token) {
+			if ls, rerr := l.b.readLease(ctx, l.name); rerr == nil && (ls == nil || ls.rec == nil || ls.rec.Token != l.token) {
 				return nil
 			}
 			return err
@@ -402,7 +406,7 @@ func (l *lease) Release(ctx context.Context) error {
 		// A renewal that stopRenewing cancelled may have been applied all
 		// the same, under an ETag this writer never saw: if the lease
 		// still holds this writer's token, it is still to be removed.
-		ls, err := l.b.readLease(ctx)
+		ls, err := l.b.readLease(ctx, l.name)
 		if err != nil {
 			return err
 		}
@@ -414,15 +418,15 @@ func (l *lease) Release(ctx context.Context) error {
 	return l.b.lostError("could not remove this writer's own lease: it kept changing")
 }
 
-// errLeaseChanged means that session.next is no longer the version a
+// errLeaseChanged means that a lease object is no longer the version a
 // conditional delete named, or is gone.
-var errLeaseChanged = errors.New("session.next changed")
+var errLeaseChanged = errors.New("the lease changed")
 
-// deleteLease deletes session.next if its ETag is still etag: with If-Match
+// deleteLease deletes the lease object name if its ETag is still etag: with If-Match
 // where the server honours it on DELETE, else by checking the ETag first,
 // which leaves a window of one request in which a renewal can slip in.
-func (b *Backend) deleteLease(ctx context.Context, etag string) error {
-	in := &s3.DeleteObjectInput{Bucket: &b.st.bucket, Key: b.key(leaseObject)}
+func (b *Backend) deleteLease(ctx context.Context, name, etag string) error {
+	in := &s3.DeleteObjectInput{Bucket: &b.st.bucket, Key: b.key(name)}
 	if b.st.ConditionalDelete() {
 		in.IfMatch = aws.String(etag)
 	} else {
@@ -431,7 +435,7 @@ func (b *Backend) deleteLease(ctx context.Context, etag string) error {
 		case isNotFound(err):
 			return errLeaseChanged
 		case err != nil:
-			return b.reqErr("head", leaseObject, err)
+			return b.reqErr("head", name, err)
 		case aws.ToString(out.ETag) != etag:
 			return errLeaseChanged
 		}
@@ -441,48 +445,58 @@ func (b *Backend) deleteLease(ctx context.Context, etag string) error {
 	case isPrecondition(err), isNotFound(err):
 		return errLeaseChanged
 	case err != nil:
-		return b.reqErr("delete", leaseObject, err)
+		return b.reqErr("delete", name, err)
 	}
 	return nil
 }
 
 // InspectLock implements storage.Backend: one GET of the lease, judged by
 // the server's clock.
-func (b *Backend) InspectLock(ctx context.Context) (*storage.Lock, error) {
-	ls, err := b.readLease(ctx)
+func (b *Backend) InspectLock(ctx context.Context, name string) (*storage.Lock, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	ls, err := b.readLease(ctx, name)
 	if err != nil || ls == nil {
 		return nil, err
 	}
-	return b.judge(ls, time.Now()), nil
+	return b.judge(ls, name, time.Now()), nil
 }
 
 // BreakLock implements storage.Backend. It judges the lease, and deletes
 // only the version it judged: if the lease was renewed or replaced
-// meanwhile, it looks again. Having broken it, it aborts the multipart
-// uploads the writer left: those started before the lease was judged.
-func (b *Backend) BreakLock(ctx context.Context, force bool) (*storage.Lock, error) {
+// meanwhile, it looks again. Having broken the session's lease, it aborts
+// the multipart uploads the writer left: those started before the lease was
+// judged.
+func (b *Backend) BreakLock(ctx context.Context, name string, force bool) (*storage.Lock, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
 	for range 8 {
-		ls, err := b.readLease(ctx)
+		ls, err := b.readLease(ctx, name)
 		if err != nil {
 			return nil, err
 		}
 		if ls == nil {
 			return nil, nil
 		}
-		l := b.judge(ls, time.Now())
+		l := b.judge(ls, name, time.Now())
 		if !l.Stale && !force {
 			return nil, &storage.LockedError{Session: b.id, Lock: *l}
 		}
-		switch err := b.deleteLease(ctx, ls.etag); {
+		switch err := b.deleteLease(ctx, name, ls.etag); {
 		case errors.Is(err, errLeaseChanged):
 			continue // renewed, replaced or released: judge again
 		case err != nil:
 			return nil, fmt.Errorf("break lock: %w", err)
 		}
+		if name != leaseObject {
+			return l, nil
+		}
 		_, err = b.abortUploads(ctx, uploadCutoff(ls), false)
 		return l, err
 	}
-	return nil, fmt.Errorf("break lock of %s: session.next kept changing", b.Location())
+	return nil, fmt.Errorf("break lock of %s: %s kept changing", b.Location(), name)
 }
 
 // uploadCutoff returns the time before which the multipart uploads of the

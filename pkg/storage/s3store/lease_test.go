@@ -20,7 +20,7 @@ func waitStale(t *testing.T, b *s3store.Backend) *storage.Lock {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		l, err := b.InspectLock(t.Context())
+		l, err := b.InspectLock(t.Context(), storage.NextFile)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,12 +46,12 @@ func TestLiveLease(t *testing.T) {
 	h := mustLock(t, b, "holder")
 	check := func(when string) {
 		t.Helper()
-		_, err := b.Lock(t.Context(), testOwner("intruder"))
+		_, err := b.Lock(t.Context(), storage.NextFile, testOwner("intruder"))
 		le := lockedError(t, when+": Lock", err)
 		if le.Stale || le.Lost || le.Session != b.ID() || le.Owner == nil || le.Owner.PID != os.Getpid() || le.Owner.Command != "holder" {
 			t.Errorf("%s: LockedError = %+v, owner %+v; want a live lock held by this process", when, le, le.Owner)
 		}
-		if _, err := b.BreakLock(t.Context(), false); lockedError(t, when+": BreakLock", err).Stale {
+		if _, err := b.BreakLock(t.Context(), storage.NextFile, false); lockedError(t, when+": BreakLock", err).Stale {
 			t.Errorf("%s: BreakLock judged a live lease stale", when)
 		}
 		if err := h.Check(t.Context()); err != nil {
@@ -65,7 +65,7 @@ func TestLiveLease(t *testing.T) {
 	if err := h.Release(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if l, err := b.InspectLock(t.Context()); l != nil || err != nil {
+	if l, err := b.InspectLock(t.Context(), storage.NextFile); l != nil || err != nil {
 		t.Errorf("InspectLock after Release = %+v, %v", l, err)
 	}
 	if err := h.Release(t.Context()); err != nil {
@@ -92,11 +92,11 @@ func TestPausedWriterLosesItsLease(t *testing.T) {
 
 	other := storeAt(t, st, s3store.Options{})
 	ob, _ := other.Backend(b.ID())
-	_, err := ob.Lock(t.Context(), testOwner("breaker"))
+	_, err := ob.Lock(t.Context(), storage.NextFile, testOwner("breaker"))
 	if le := lockedError(t, "Lock over a stale lease", err); !le.Stale || le.Owner == nil {
 		t.Fatalf("LockedError = %+v, want stale with its owner", le)
 	}
-	broken, err := ob.BreakLock(t.Context(), false)
+	broken, err := ob.BreakLock(t.Context(), storage.NextFile, false)
 	if err != nil || broken == nil || !broken.Stale {
 		t.Fatalf("BreakLock = %+v, %v", broken, err)
 	}
@@ -118,7 +118,7 @@ func TestPausedWriterLosesItsLease(t *testing.T) {
 	if err := paused.Release(t.Context()); err != nil {
 		t.Errorf("Release of the broken lease: %v", err)
 	}
-	if l, err := b.InspectLock(t.Context()); err != nil || l == nil || l.Owner.Command != "breaker" {
+	if l, err := b.InspectLock(t.Context(), storage.NextFile); err != nil || l == nil || l.Owner.Command != "breaker" {
 		t.Errorf("the breaker's lock after the paused writer's Release: %+v, %v", l, err)
 	}
 }
@@ -170,17 +170,17 @@ func TestBreakLockForce(t *testing.T) {
 	// Initiated and the Date the break judges by have a resolution of one
 	// second, and versitygw sends a Date up to a second old.
 	time.Sleep(2200 * time.Millisecond)
-	l, err := b.BreakLock(t.Context(), true)
+	l, err := b.BreakLock(t.Context(), storage.NextFile, true)
 	if err != nil || l == nil || l.Stale || l.Owner == nil || l.Owner.Command != "holder" {
 		t.Fatalf("BreakLock(force) = %+v, %v; want the live lock", l, err)
 	}
 	if ups := uploads(t, st, b); len(ups) != 0 {
 		t.Errorf("uploads left after the break: %v", ups)
 	}
-	if l, err := b.BreakLock(t.Context(), false); l != nil || err != nil {
+	if l, err := b.BreakLock(t.Context(), storage.NextFile, false); l != nil || err != nil {
 		t.Errorf("BreakLock with no lock = %+v, %v; want nil, nil", l, err)
 	}
-	if l, err := b.InspectLock(t.Context()); l != nil || err != nil {
+	if l, err := b.InspectLock(t.Context(), storage.NextFile); l != nil || err != nil {
 		t.Errorf("InspectLock with no lock = %+v, %v; want nil, nil", l, err)
 	}
 	// The writer learns of the break at its next renewal, a third of the
@@ -205,7 +205,7 @@ func TestForeignLease(t *testing.T) {
 	st := s3test.NewStore(t, s3store.Options{})
 	b := newBackend(t, st)
 	rawPut(t, st, b, "session.next", []byte("not json"))
-	_, err := b.Lock(t.Context(), testOwner("w"))
+	_, err := b.Lock(t.Context(), storage.NextFile, testOwner("w"))
 	if le := lockedError(t, "Lock", err); le.Stale || !strings.Contains(le.Reason, "not a lease ckpt wrote") {
 		t.Errorf("LockedError = %+v", le)
 	}
@@ -213,7 +213,7 @@ func TestForeignLease(t *testing.T) {
 	if l.Owner != nil {
 		t.Errorf("owner of a foreign lease = %+v", l.Owner)
 	}
-	if _, err := b.BreakLock(t.Context(), false); err != nil {
+	if _, err := b.BreakLock(t.Context(), storage.NextFile, false); err != nil {
 		t.Fatal(err)
 	}
 	h := mustLock(t, b, "w")

@@ -9,8 +9,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-
-	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 )
 
 // MaxLogSize bounds what a log sink holds in memory. The protocol caps logs
@@ -21,38 +19,29 @@ const MaxLogSize = 16 << 20
 // CreateLog implements storage.Backend. An object cannot be appended to, so
 // the sink holds the log in memory, at most MaxLogSize bytes (what comes
 // after is counted and left out, and a last line says so), and Close
-// writes it as logs/STEP.log with one PutObject, replacing an older one.
+// writes it as the object name with one PutObject, replacing an older one.
 // The log of a process that dies before Close is lost.
-func (b *Backend) CreateLog(ctx context.Context, step string) (io.WriteCloser, error) {
-	if err := checkStep(step); err != nil {
+func (b *Backend) CreateLog(ctx context.Context, name string) (io.WriteCloser, error) {
+	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	return &logSink{b: b, ctx: context.WithoutCancel(ctx), name: logName(step)}, nil
+	return &logSink{b: b, ctx: context.WithoutCancel(ctx), name: name}, nil
 }
 
 // OpenLog implements storage.Backend with one GetObject; the body is read
 // as it comes.
-func (b *Backend) OpenLog(ctx context.Context, step string) (io.ReadCloser, error) {
-	if err := checkStep(step); err != nil {
+func (b *Backend) OpenLog(ctx context.Context, name string) (io.ReadCloser, error) {
+	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	out, err := b.st.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.st.bucket, Key: b.key(logName(step))})
+	out, err := b.st.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.st.bucket, Key: b.key(name)})
 	switch {
 	case isNotFound(err):
-		return nil, b.notExist(logName(step))
+		return nil, b.notExist(name)
 	case err != nil:
-		return nil, b.reqErr("get", logName(step), err)
+		return nil, b.reqErr("get", name, err)
 	}
 	return out.Body, nil
-}
-
-func logName(step string) string { return logPrefix + step + ".log" }
-
-func checkStep(step string) error {
-	if !checkpoint.ValidName(step) {
-		return fmt.Errorf("invalid step name %q", step)
-	}
-	return nil
 }
 
 // logSink is CreateLog's writer.

@@ -285,7 +285,7 @@ func TestObjects(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w, err := b.CreateLog(t.Context(), "build")
+	w, err := b.CreateLog(t.Context(), "logs/build.log")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,14 +347,14 @@ func TestLogs(t *testing.T) {
 	t.Parallel()
 	st := s3test.NewStore(t, s3store.Options{})
 	b := newBackend(t, st)
-	if _, err := b.OpenLog(t.Context(), "build"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := b.OpenLog(t.Context(), "logs/build.log"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("OpenLog of no log = %v", err)
 	}
 	if _, err := b.CreateLog(t.Context(), "../x"); err == nil {
 		t.Error("CreateLog accepted an invalid name")
 	}
 	for _, out := range []string{"first\n", "second\n"} {
-		w, err := b.CreateLog(t.Context(), "build")
+		w, err := b.CreateLog(t.Context(), "logs/build.log")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -368,7 +368,7 @@ func TestLogs(t *testing.T) {
 		if _, err := w.Write([]byte("late")); err == nil {
 			t.Error("Write after Close succeeded")
 		}
-		r, err := b.OpenLog(t.Context(), "build")
+		r, err := b.OpenLog(t.Context(), "logs/build.log")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -379,7 +379,7 @@ func TestLogs(t *testing.T) {
 		}
 	}
 	// The sink's memory is bounded.
-	w, _ := b.CreateLog(t.Context(), "flood")
+	w, _ := b.CreateLog(t.Context(), "logs/flood.log")
 	chunk := big(1<<20, 'f')
 	for range s3store.MaxLogSize>>20 + 2 {
 		w.Write(chunk)
@@ -387,7 +387,7 @@ func TestLogs(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r, _ := b.OpenLog(t.Context(), "flood")
+	r, _ := b.OpenLog(t.Context(), "logs/flood.log")
 	got, _ := io.ReadAll(r)
 	r.Close()
 	if len(got) > s3store.MaxLogSize+200 || !strings.Contains(string(got[s3store.MaxLogSize:]), "2097152 more bytes of output left out") {

@@ -17,11 +17,11 @@ import (
 // (a writer uploads while it holds it), so while one does, SweepTemp
 // leaves every upload alone; BreakLock aborts a broken writer's uploads.
 func (b *Backend) SweepTemp(ctx context.Context, cutoff time.Time, dryRun bool) ([]string, error) {
-	ls, err := b.readLease(ctx)
+	ls, err := b.readLease(ctx, leaseObject)
 	if err != nil {
 		return nil, err
 	}
-	if ls != nil && !b.judge(ls, time.Now()).Stale {
+	if ls != nil && !b.judge(ls, leaseObject, time.Now()).Stale {
 		return nil, nil
 	}
 	return b.abortUploads(ctx, cutoff, dryRun)

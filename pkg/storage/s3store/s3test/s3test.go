@@ -123,7 +123,7 @@ func start(bin, dir, bucket string, attempt int) (*Gateway, error) {
 	g.cmd = exec.Command(bin, "--port", addr, "--access", AccessKey, "--secret", SecretKey,
 		"--region", Region, "--keep-alive", "--quiet", "posix", root)
 	g.cmd.Stdout, g.cmd.Stderr = logf, logf
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	g.cmd.SysProcAttr = gatewayProcAttr()
 	if err := g.cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
