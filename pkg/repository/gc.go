@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
@@ -172,14 +173,31 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (*GCResult, error) {
 // testHookGCListed, when set, runs between GC's listing and its removals.
 var testHookGCListed func()
 
+// lastActive returns when the session st describes was last written to: its
+// manifest, or the end of its latest step; far in the future while a step
+// runs (Status.Steps shows a step whose runner is gone as crashed).
+func lastActive(st *storage.Status) time.Time {
+	t := st.Modified
+	for _, s := range st.Steps {
+		if s.State == checkpoint.StepRunning {
+			return time.Now().Add(100 * 365 * 24 * time.Hour)
+		}
+		if end := s.Started.Add(s.Duration); end.After(t) {
+			t = end
+		}
+	}
+	return t
+}
+
 // gcSession removes the session st describes if it is idle since before
 // cutoff and passes keep, and sweeps it otherwise.
 func (r *Repository) gcSession(ctx context.Context, st *storage.Status, cutoff time.Time, keep Filter, dryRun bool, res *GCResult) {
-	idle := func(st *storage.Status) bool { return st.Modified.Before(cutoff) && keep.keep(st) }
+	idle := func(st *storage.Status) bool { return lastActive(st).Before(cutoff) && keep.keep(st) }
 	if idle(st) {
 		// The listing can be seconds old in a large repository: look
-		// again, so that a session saved since then is kept.
-		fresh, err := r.stat(ctx, st.ID)
+		// again, so that a session saved since then is kept; and look at
+		// its steps, which a step records apart from the manifest.
+		fresh, err := r.stat(ctx, st.ID, storage.WithSteps())
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			return
