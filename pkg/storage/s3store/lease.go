@@ -234,7 +234,7 @@ func (b *Backend) acquire(ctx context.Context, name string, owner *checkpoint.Ow
 // has given up; otherwise perr stands. Without this, a create that landed
 // would leave a live-looking lease that nobody renews or releases.
 func (b *Backend) resolveAcquire(ctx context.Context, l *lease, t0 time.Time, perr error) (*lease, error) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.ttl)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout(l.ttl))
 	defer cancel()
 	ls, err := b.readLease(rctx, l.name)
 	switch {
@@ -248,6 +248,13 @@ func (b *Backend) resolveAcquire(ctx context.Context, l *lease, t0 time.Time, pe
 	l.etag, l.renewed = ls.etag, t0
 	return l, nil
 }
+
+// settleTimeout bounds the requests that settle a lease after the caller
+// is done with it: finding out what a lost create did, and the release. A
+// lease's own duration is too short a bound there: a writer paused (or just
+// slow) while it releases would report a save that is in place as failed.
+// Waiting longer costs nothing but time, and a broken lease is found so.
+func settleTimeout(ttl time.Duration) time.Duration { return max(ttl, 30*time.Second) }
 
 // keepAlive starts the goroutine that renews the lease until Release.
 func (l *lease) keepAlive() {
@@ -389,7 +396,7 @@ func (l *lease) Release(ctx context.Context) error {
 	if lost != nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.ttl)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout(l.ttl))
 	defer cancel()
 	for range 3 {
 		err := l.b.deleteLease(ctx, l.name, etag)
