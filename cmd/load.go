@@ -156,7 +156,14 @@ func (a *app) writePayload(c *cobra.Command, output string, r io.Reader) error {
 		}
 		return nil
 	}
-	target, special, err := outputTarget(output)
+	return writeOutput(output, r)
+}
+
+// writeOutput writes r to the file path as cp and shell redirection do
+// (see outputTarget): a regular file is replaced atomically, a device or a
+// FIFO written into.
+func writeOutput(path string, r io.Reader) error {
+	target, special, err := outputTarget(path)
 	switch {
 	case err != nil:
 		return err

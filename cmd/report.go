@@ -163,14 +163,7 @@ func (a *app) writeReport(path string, r io.Reader) error {
 		}
 		return nil
 	}
-	target, special, err := outputTarget(path)
-	switch {
-	case err != nil:
-		return err
-	case special:
-		return writeInto(target, r)
-	}
-	return writeFileAtomically(target, r)
+	return writeOutput(path, r)
 }
 
 // reportStep is a step as a report shows it: its record, and for a step
