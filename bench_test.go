@@ -51,7 +51,10 @@ var buildCkpt = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "ckpt")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	// Static, as make build and the releases are.
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
 	if err != nil {
 		return "", &exec.Error{Name: "go build: " + string(out), Err: err}
 	}
@@ -94,7 +97,7 @@ func runCkpt(tb testing.TB, repo string, stdin io.Reader, stdout io.Writer, args
 	if err := c.Run(); err != nil {
 		tb.Fatalf("ckpt %s: %v: %s", strings.Join(args, " "), err, stderr.String())
 	}
-	return c.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
+	return maxRSS(c.ProcessState)
 }
 
 // zeros is an endless reader of zero bytes with no allocation per read.
@@ -180,52 +183,6 @@ func (s procStats) report(b *testing.B) {
 	b.ReportMetric(float64(s.writeBytes)/n, "disk-B/op")
 }
 
-// measure runs c and returns what it cost: how long until it exited, and
-// its I/O counters, read from /proc before it is reaped. It fails tb if c
-// fails.
-func measure(tb testing.TB, c *exec.Cmd) procStats {
-	tb.Helper()
-	var stderr strings.Builder
-	if c.Stderr == nil {
-		c.Stderr = &stderr
-	}
-	start := time.Now()
-	if err := c.Start(); err != nil {
-		tb.Fatalf("%s: %v", strings.Join(c.Args, " "), err)
-	}
-	var info unix.Siginfo
-	for {
-		err := unix.Waitid(unix.P_PID, c.Process.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	s := procStats{runs: 1, elapsed: time.Since(start)}
-	s.times = []time.Duration{s.elapsed}
-	counters, ioErr := os.ReadFile(fmt.Sprintf("/proc/%d/io", c.Process.Pid))
-	if err := c.Wait(); err != nil {
-		tb.Fatalf("%s: %v: %s", strings.Join(c.Args, " "), err, stderr.String())
-	}
-	if ioErr != nil {
-		tb.Fatalf("read the I/O counters of %s: %v", c.Args[0], ioErr)
-	}
-	for line := range strings.Lines(string(counters)) {
-		k, v, _ := strings.Cut(line, ":")
-		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		switch k {
-		case "wchar":
-			s.wchar = n
-		case "write_bytes":
-			s.writeBytes = n
-		case "syscw":
-			s.syscw = n
-		}
-	}
-	s.maxRSS = c.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
-	s.cpu = c.ProcessState.UserTime() + c.ProcessState.SystemTime()
-	return s
-}
-
 // ckptCmd is ckpt with args on repo, its output thrown away, a home and
 // cache of its own and PATH (ckpt step runs commands).
 func ckptCmd(tb testing.TB, repo repoRef, args ...string) *exec.Cmd {
@@ -266,34 +223,6 @@ func processFloor(b *testing.B, n int) time.Duration {
 		s.add(measure(b, c))
 	}
 	return s.median()
-}
-
-// BenchmarkCLIProcessFloor starts the ckpt binary to print its version: the
-// process overhead inside every other CLI benchmark.
-func BenchmarkCLIProcessFloor(b *testing.B) {
-	repo, _ := newSession(b)
-	ckptBinary(b)
-	for b.Loop() {
-		runCkpt(b, repo, nil, io.Discard, "version")
-	}
-}
-
-// BenchmarkCLISave4K is 'ckpt save' of a 4 KiB payload, a whole process per
-// save; compare with BenchmarkCLIProcessFloor and with the library
-// benchmarks in pkg/storage.
-func BenchmarkCLISave4K(b *testing.B) {
-	repo, id := newSession(b)
-	file := filepath.Join(b.TempDir(), "state")
-	if err := os.WriteFile(file, bytes.Repeat([]byte("0123456789abcdef"), 256), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	floor := processFloor(b, 10)
-	var s procStats
-	for b.Loop() {
-		s.add(measure(b, ckptCmd(b, repoRef{loc: repo}, "save", id, file)))
-	}
-	s.report(b)
-	b.ReportMetric(float64(s.median())/float64(floor), "x-of-floor")
 }
 
 // BenchmarkCLIMetadata is 'ckpt step ID NAME -- true' (a new step name
@@ -1019,21 +948,6 @@ func BenchmarkS3StepCost(b *testing.B) {
 	b.Logf("on S3 the payload is %d MiB, not 1 GiB, and the earlier steps %d, not 10,000", size>>20, steps)
 	empty, big, many := createSessions(b, r, "bench", size, steps)
 	stepCostRounds(b, s3Ref(b, gw, px.URL, "stepcost"), px, empty, big, many, "64MiB", steps)
-}
-
-// fixtureRoot returns a directory removed when tb ends, on a tmpfs if
-// /dev/shm is one with 2 GiB free, else tb's temporary directory.
-func fixtureRoot(tb testing.TB) string {
-	var st unix.Statfs_t
-	if unix.Statfs("/dev/shm", &st) != nil || st.Type != unix.TMPFS_MAGIC || st.Bavail*uint64(st.Bsize) < 2<<30 {
-		return tb.TempDir()
-	}
-	dir, err := os.MkdirTemp("/dev/shm", "ckpt-bench-")
-	if err != nil {
-		return tb.TempDir()
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
 }
 
 // createSessions creates three sessions in r, made with the library: one

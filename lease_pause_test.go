@@ -261,7 +261,7 @@ func (rig *pausedRig) start(repo string, stdin []byte, args ...string) (*proc, e
 	}
 	// exec copies stdout in one goroutine, and Wait waits for it.
 	p.c.Stdout, p.c.Stderr = stampWriter{p}, &p.stderr
-	p.c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p.c.SysProcAttr = groupProcAttr()
 	p.start = time.Now()
 	if err := p.c.Start(); err != nil {
 		return nil, fmt.Errorf("start ckpt %v: %w", args, err)

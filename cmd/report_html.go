@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
@@ -93,7 +94,7 @@ func htmlReport(id string, h *checkpoint.Header, steps []reportStep, attempts []
 		p.Steps = append(p.Steps, hs)
 	}
 	var buf bytes.Buffer
-	if err := htmlTemplate.Execute(&buf, p); err != nil {
+	if err := htmlTemplate().Execute(&buf, p); err != nil {
 		return nil, fmt.Errorf("render html report: %w", err)
 	}
 	return buf.Bytes(), nil
@@ -498,7 +499,11 @@ func plural(n int, what string) string {
 	return fmt.Sprintf("%d %ss", n, what)
 }
 
-var htmlTemplate = template.Must(template.New("report").Parse(htmlSource))
+// htmlTemplate is parsed on first use: parsed when the package is
+// initialised, it would cost every ckpt command, not just report --html.
+var htmlTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("report").Parse(htmlSource))
+})
 
 // htmlSource is the page: one file, with its style inline and no script,
 // so that it reads the same offline, from a CI artifact or an e-mail.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync"
 )
 
 // Version is the format version this package writes (2). It reads 1 and 2.
@@ -24,7 +25,9 @@ const (
 	headerCRCLen = 4
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// castagnoli is the CRC-32C table of the header checksums, made on first use
+// rather than when the package is initialised.
+var castagnoli = sync.OnceValue(func() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) })
 
 // CorruptError reports data that is not an intact checkpoint: bad magic, a
 // damaged header, a truncated file, a checksum mismatch, or a payload object
@@ -81,7 +84,7 @@ func encodeHeader(h *Header, v uint32) ([]byte, error) {
 	b = binary.BigEndian.AppendUint32(b, v)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(js)))
 	b = append(b, js...)
-	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli())), nil
 }
 
 // HeaderLen returns the total length of the preamble, header and header CRC
@@ -167,7 +170,7 @@ func readHeader(r io.Reader) (*Header, []byte, error) {
 // CRC in format version v, and decodes the header.
 func decodeHeader(raw []byte, v uint32) (*Header, error) {
 	body := raw[:len(raw)-headerCRCLen]
-	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(raw[len(body):]) {
+	if crc32.Checksum(body, castagnoli()) != binary.BigEndian.Uint32(raw[len(body):]) {
 		return nil, corrupt("header checksum mismatch")
 	}
 	var h Header

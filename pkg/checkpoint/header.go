@@ -2,7 +2,6 @@ package checkpoint
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -72,8 +71,6 @@ type Payload struct {
 	SHA256 string `json:"sha256"`
 }
 
-var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
-
 func (p *Payload) validate() error {
 	if !ValidName(p.Object) {
 		return fmt.Errorf("invalid payload object name %q: names are lowercase letters, digits, '-', '_' and '.', not starting with '.', at most %d characters", p.Object, MaxNameLen)
@@ -81,7 +78,7 @@ func (p *Payload) validate() error {
 	if p.Size < 0 {
 		return fmt.Errorf("payload %s has a negative size %d", p.Object, p.Size)
 	}
-	if !sha256RE.MatchString(p.SHA256) {
+	if !isSHA256Hex(p.SHA256) {
 		return fmt.Errorf("payload %s: SHA-256 %q is not 64 lowercase hex digits", p.Object, p.SHA256)
 	}
 	return nil
@@ -208,13 +205,11 @@ const MaxSteps = 4096
 // MaxNameLen bounds a name: a session id or a step name.
 const MaxNameLen = 128
 
-var nameRE = regexp.MustCompile(`^[a-z0-9_-][a-z0-9._-]*$`)
-
 // ValidName reports whether s is a safe file name as ckpt names things
 // (session ids, step names): lowercase letters, digits, '-', '_' and '.', not
 // starting with '.', at most MaxNameLen bytes.
 func ValidName(s string) bool {
-	return len(s) <= MaxNameLen && nameRE.MatchString(s)
+	return len(s) <= MaxNameLen && s != "" && s[0] != '.' && allNameBytes(s)
 }
 
 // Step returns the record of the step called name, or nil.
@@ -278,13 +273,41 @@ const (
 	MaxOwnerFieldLen = 1024
 )
 
-var flagRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
-
 // ValidFlag reports whether f can be used as a flag: lowercase letters,
 // digits, '-', '_' and '.', starting with a letter or digit, at most
 // MaxFlagLen bytes.
 func ValidFlag(f string) bool {
-	return len(f) <= MaxFlagLen && flagRE.MatchString(f)
+	return len(f) <= MaxFlagLen && f != "" && isLowerAlnum(f[0]) && allNameBytes(f)
+}
+
+// isLowerAlnum reports whether c is a lowercase ASCII letter or a digit.
+// Names, flags and hashes are checked byte by byte, not with regexps, which
+// would be compiled when the package is initialised: in every ckpt process,
+// whether it checks a name or not.
+func isLowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
+
+// allNameBytes reports whether s is made of lowercase letters, digits, '-',
+// '_' and '.' only.
+func allNameBytes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isLowerAlnum(c) && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// isSHA256Hex reports whether s is 64 lowercase hex digits.
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Validate reports whether h can be written: flags are valid, sorted and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -174,6 +175,51 @@ func TestValidFlag(t *testing.T) {
 	} {
 		if got := checkpoint.ValidFlag(tc.flag); got != tc.want {
 			t.Errorf("ValidFlag(%q) = %v, want %v", tc.flag, got, tc.want)
+		}
+	}
+}
+
+// TestNameRules checks ValidName, ValidFlag and the payload's SHA-256 check,
+// written as byte loops, against the regexps they replaced (and the length
+// limits): on every string of up to three bytes from an alphabet of each
+// class's edges, on strings at the length limits and on SHA-256-long ones.
+func TestNameRules(t *testing.T) {
+	nameRE := regexp.MustCompile(`^[a-z0-9_-][a-z0-9._-]*$`)
+	flagRE := regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+	sha256RE := regexp.MustCompile(`^[0-9a-f]{64}$`)
+	validSHA256 := func(s string) bool {
+		h := checkpoint.Header{Payload: &checkpoint.Payload{Object: "payload-1", SHA256: s}}
+		return h.Validate() == nil
+	}
+	const alphabet = "az09fg-_./A\n\x00\x80"
+	strs := []string{""}
+	for range 3 {
+		for _, s := range strs {
+			if len(s) < 3 {
+				for i := range len(alphabet) {
+					strs = append(strs, s+alphabet[i:i+1])
+				}
+			}
+		}
+		strs = slices.Compact(slices.Sorted(slices.Values(strs)))
+	}
+	hex := strings.Repeat("0123456789abcdef", 4)
+	for i := range len(alphabet) {
+		strs = append(strs, hex[:63]+alphabet[i:i+1], alphabet[i:i+1]+hex[1:])
+	}
+	strs = append(strs, hex, hex+"0", hex[:63], strings.ToUpper(hex), hex+"\n")
+	for _, n := range []int{checkpoint.MaxFlagLen, checkpoint.MaxNameLen} {
+		strs = append(strs, strings.Repeat("a", n), strings.Repeat("a", n+1))
+	}
+	for _, s := range strs {
+		if got, want := checkpoint.ValidName(s), len(s) <= checkpoint.MaxNameLen && nameRE.MatchString(s); got != want {
+			t.Errorf("ValidName(%q) = %v, want %v", s, got, want)
+		}
+		if got, want := checkpoint.ValidFlag(s), len(s) <= checkpoint.MaxFlagLen && flagRE.MatchString(s); got != want {
+			t.Errorf("ValidFlag(%q) = %v, want %v", s, got, want)
+		}
+		if got, want := validSHA256(s), sha256RE.MatchString(s); got != want {
+			t.Errorf("SHA-256 %q valid = %v, want %v", s, got, want)
 		}
 	}
 }

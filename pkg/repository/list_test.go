@@ -8,9 +8,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ckpt-dev/ckpt/pkg/repository"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
@@ -104,7 +105,7 @@ func TestListDamaged(t *testing.T) {
 	if err := os.Remove(cp); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mkfifo(cp, 0o600); err != nil {
+	if err := unix.Mkfifo(cp, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	plant := map[string]func(path string) error{

@@ -11,8 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
@@ -72,7 +73,7 @@ func TestPlantedHardLinkAtLog(t *testing.T) {
 func TestPlantedFIFOAtLog(t *testing.T) {
 	s, dir := newSession(t)
 	fifo := logPath(t, dir, "build")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	err := within(t, fifo, func() error {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
@@ -197,7 +199,7 @@ func TestCheckpointSymlink(t *testing.T) {
 	t.Run("to a fifo", func(t *testing.T) {
 		d, dir := newSession(t)
 		fifo := filepath.Join(t.TempDir(), "fifo")
-		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		if err := unix.Mkfifo(fifo, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		cpPath := filepath.Join(dir, storage.CheckpointFile)

@@ -276,10 +276,7 @@ func TestFullDisk(t *testing.T) {
 		t.Skip("skipped: mounting a small tmpfs needs root")
 	}
 	mnt := t.TempDir()
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m,mode=0700"); err != nil {
-		t.Skipf("skipped: cannot mount a tmpfs here: %v", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(mnt, 0) })
+	mountSmallTmpfs(t, mnt)
 	dir := filepath.Join(mnt, "s")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)

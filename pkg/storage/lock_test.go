@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -360,7 +359,7 @@ func TestPlantedNext(t *testing.T) {
 		{
 			name: "fifo",
 			plant: func(t *testing.T, next string) {
-				if err := syscall.Mkfifo(next, 0o600); err != nil {
+				if err := unix.Mkfifo(next, 0o600); err != nil {
 					t.Fatal(err)
 				}
 			},
