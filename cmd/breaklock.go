@@ -1,16 +1,15 @@
 package cmd
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
 func (a *app) newBreakLockCommand() *cobra.Command {
-	var (
-		force bool
-		step  string
-	)
+	var o breakLockOptions
 	c := &cobra.Command{
 		Use:   "break-lock [ID] [--step NAME] [--force]",
 		Short: "Remove a session's stale lock",
@@ -32,39 +31,45 @@ that is provably stale; --step is for the rest, with --force.)`,
   ckpt break-lock "$S" --step integration --force`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			s, err := a.sessionFromArgs(c, args)
+			id, _, err := a.sessionArgs(args, 0)
 			if err != nil {
 				return err
 			}
-			var l *storage.Lock
+			o.id = id
 			if c.Flags().Changed("step") {
-				if err := validStepName(step); err != nil {
+				if err := validStepName(o.step); err != nil {
 					return err
 				}
-				l, err = s.BreakStepClaim(c.Context(), step, force)
-			} else {
-				l, err = s.BreakLock(c.Context(), force)
 			}
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(breakLockJSON{ID: s.ID(), Broken: l != nil, Lock: newLockJSON(l)})
-			}
-			switch {
-			case l == nil && step != "":
-				a.notice("step %s of session %s was not claimed", step, s.ID())
-			case l == nil:
-				a.notice("session %s was not locked", s.ID())
-			case step != "":
-				a.notice("removed the %s claim of step %s of session %s held by %s (%s)", lockState(l), step, s.ID(), l.Owner, l.Reason)
-			default:
-				a.notice("removed the %s lock of session %s held by %s (%s)", lockState(l), s.ID(), l.Owner, l.Reason)
-			}
-			return nil
+			return a.runBreakLock(c.Context(), o)
 		},
 	}
-	c.Flags().BoolVar(&force, "force", false, "remove the lock even if its writer looks alive")
-	c.Flags().StringVar(&step, "step", "", "remove the claim of step `NAME` instead of the session's lock")
+	c.Flags().BoolVar(&o.force, "force", false, "remove the lock even if its writer looks alive")
+	c.Flags().StringVar(&o.step, "step", "", "remove the claim of step `NAME` instead of the session's lock")
 	return c
+}
+
+type breakLockOptions struct {
+	id    string
+	step  string // "": the session's lock
+	force bool
+}
+
+// runBreakLock removes the session's lock, or the claim of a step, and
+// says what it removed.
+func (a *app) runBreakLock(ctx context.Context, o breakLockOptions) error {
+	s, err := a.session(ctx, o.id)
+	if err != nil {
+		return err
+	}
+	var l *storage.Lock
+	if o.step != "" {
+		l, err = s.BreakStepClaim(ctx, o.step, o.force)
+	} else {
+		l, err = s.BreakLock(ctx, o.force)
+	}
+	if err != nil {
+		return err
+	}
+	return a.printBrokenLock(s.ID(), o.step, l)
 }

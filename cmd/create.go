@@ -1,12 +1,12 @@
 package cmd
 
 import (
+	"context"
 	"slices"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ckpt-dev/ckpt/pkg/repository"
-
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
@@ -37,23 +37,7 @@ another.`,
 				return err
 			}
 			o.Flags = slices.Concat(set, oldSet)
-			r, err := a.repository(c.Context())
-			if err != nil {
-				return err
-			}
-			d, err := r.Create(c.Context(), o)
-			if err != nil {
-				return err
-			}
-			if !a.json {
-				_, err = c.OutOrStdout().Write([]byte(d.ID() + "\n"))
-				return err
-			}
-			st, err := d.Stat(c.Context(), storage.WithSteps())
-			if err != nil {
-				return err
-			}
-			return a.printJSON(newSessionJSON(st))
+			return a.runCreate(c.Context(), o)
 		},
 	}
 	f := c.Flags()
@@ -67,4 +51,23 @@ another.`,
 	_ = f.MarkHidden("flag")
 	f.StringVar(&o.Key, "key", "", "what the session runs for, such as a commit id; 'last --key' finds it (default $CKPT_KEY)")
 	return c
+}
+
+// runCreate creates a session and prints its id, or all of it with --json.
+func (a *app) runCreate(ctx context.Context, o repository.CreateOptions) error {
+	r, err := a.repository(ctx)
+	if err != nil {
+		return err
+	}
+	s, err := r.Create(ctx, o)
+	if err != nil {
+		return err
+	}
+	var st *storage.Status
+	if a.json {
+		if st, err = s.Stat(ctx, storage.WithSteps()); err != nil {
+			return err
+		}
+	}
+	return a.printCreated(s.ID(), st)
 }

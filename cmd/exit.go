@@ -118,6 +118,9 @@ func message(err error) string {
 	return printable(strings.ReplaceAll(msg, "\n", "; "))
 }
 
+// s3Endpoint says where the AWS SDK takes the S3 endpoint from.
+const s3Endpoint = "$AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL or endpoint_url in the AWS config file"
+
 // hints returns what the user can do about err.
 func (a *app) hints(err error) []string {
 	var (
@@ -167,8 +170,16 @@ func (a *app) hints(err error) []string {
 		return []string{"check the bucket in --repo or $CKPT_REPOSITORY (s3://BUCKET/PREFIX), and $AWS_REGION"}
 	case errors.Is(err, s3store.ErrAccess):
 		return []string{"check the credentials ($AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, or $AWS_PROFILE): they may be wrong or have expired"}
+	case errors.Is(err, s3store.ErrResolve):
+		return []string{"check the host name of the endpoint (" + s3Endpoint + ") and this machine's DNS"}
+	case errors.Is(err, s3store.ErrRefused):
+		return []string{"nothing listens there: check that the server runs, and the host and port of the endpoint (" + s3Endpoint + ")"}
+	case errors.Is(err, s3store.ErrTLS):
+		return []string{"check the endpoint's scheme, http:// or https:// (" + s3Endpoint + "), and that this machine trusts the server's certificate ($AWS_CA_BUNDLE)"}
+	case errors.Is(err, s3store.ErrTimeout):
+		return []string{"the server did not answer in time, retries included; check the endpoint (" + s3Endpoint + ") and the network, then try again"}
 	case errors.Is(err, s3store.ErrUnavailable):
-		return []string{"the server did not answer in time, retries included; check $AWS_ENDPOINT_URL_S3 and the network, then try again"}
+		return []string{"the server kept failing, retries included; try again later, and if it persists check the endpoint (" + s3Endpoint + ") and the network"}
 	case errors.Is(err, errBinaryTerminal):
 		return []string{"redirect stdout to a file or a pipe, pass -o FILE, or pass -o - to write it to the terminal anyway"}
 	case errors.Is(err, errRepoURL):

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -53,26 +54,7 @@ remove ID" and "would sweep PATH".`,
 			if err := validKey(o.Key); err != nil {
 				return err
 			}
-			r, err := a.repository(c.Context())
-			if err != nil {
-				return err
-			}
-			res, err := r.GC(c.Context(), o)
-			if res == nil {
-				return err
-			}
-			errs := append([]error(nil), res.Errors...)
-			if err != nil {
-				errs = append(errs, err)
-			}
-			if perr := a.printGC(res, o.DryRun); perr != nil {
-				errs = append(errs, perr)
-			}
-			if len(errs) > 0 {
-				// Each is reported; whatever they are, gc did the rest.
-				return exitStatus{code: exitError, err: errorList(errs)}
-			}
-			return nil
+			return a.runGC(c.Context(), o)
 		},
 	}
 	f := c.Flags()
@@ -82,4 +64,30 @@ remove ID" and "would sweep PATH".`,
 	f.StringVar(&o.Key, "key", "", "only remove sessions created with exactly this `KEY`")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print what would be removed, and remove nothing")
 	return c
+}
+
+// runGC removes the sessions o selects and sweeps what crashed processes
+// left, or with o.DryRun says what it would do. Whatever fails is reported
+// at the end, after what gc did.
+func (a *app) runGC(ctx context.Context, o repository.GCOptions) error {
+	r, err := a.repository(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := r.GC(ctx, o)
+	if res == nil {
+		return err
+	}
+	errs := append([]error(nil), res.Errors...)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if perr := a.printGC(res, o.DryRun); perr != nil {
+		errs = append(errs, perr)
+	}
+	if len(errs) > 0 {
+		// Each is reported; whatever they are, gc did the rest.
+		return exitStatus{code: exitError, err: errorList(errs)}
+	}
+	return nil
 }

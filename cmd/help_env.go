@@ -46,10 +46,14 @@ config files and from its variables, among them:
   AWS_CA_BUNDLE       more CA certificates, for a server of your own
   AWS_EC2_METADATA_DISABLED
                       true: never ask EC2 instance metadata
+  AWS_MAX_ATTEMPTS    how often a failing request is tried (default 6)
 
 Path-style addressing (https://server/bucket/key), which most S3-compatible
 servers need, is on when CKPT_S3_PATH_STYLE says so, or when it is unset and
-AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set.
+an endpoint is configured: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or
+endpoint_url in the AWS config file (in the profile or in a services
+section). Warnings the AWS SDK logs are printed as "ckpt: warning: aws sdk:"
+lines (--quiet drops them).
 
 Variables ckpt sets for the command it runs, which also inherits ckpt's own
 environment:

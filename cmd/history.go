@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 )
 
@@ -22,15 +24,28 @@ never pushes a payload out. 'ckpt save --keep K'
   ckpt history "$S" --json | jq '.[] | select(.intact) | .generation'`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			s, err := a.sessionFromArgs(c, args)
+			id, _, err := a.sessionArgs(args, 0)
 			if err != nil {
 				return err
 			}
-			gens, err := s.History(c.Context())
-			if err != nil {
-				return err
-			}
-			return a.printHistory(gens)
+			return a.runHistory(c.Context(), historyOptions{id: id})
 		},
 	}
+}
+
+type historyOptions struct {
+	id string
+}
+
+// runHistory lists the generations a session keeps.
+func (a *app) runHistory(ctx context.Context, o historyOptions) error {
+	s, err := a.session(ctx, o.id)
+	if err != nil {
+		return err
+	}
+	gens, err := s.History(ctx)
+	if err != nil {
+		return err
+	}
+	return a.printHistory(gens)
 }

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,16 +12,11 @@ import (
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/repository"
-
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
 func (a *app) newLastCommand() *cobra.Command {
-	var (
-		f        repository.Filter
-		orCreate bool
-		title    string
-	)
+	var o lastOptions
 	c := &cobra.Command{
 		Use:   "last [--prefix P] [--flag F]... [--no-flag F]... [--key K] [--or-create [--title T]]",
 		Short: "Print the id of the youngest session that matches",
@@ -44,50 +40,65 @@ session object, as 'ckpt show --json' does.`,
   ckpt last --json | jq .generation`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := validFlags(slices.Concat(f.Flags, f.NoFlags)); err != nil {
+			if err := validFlags(slices.Concat(o.filter.Flags, o.filter.NoFlags)); err != nil {
 				return err
 			}
-			if c.Flags().Changed("title") && !orCreate {
+			if c.Flags().Changed("title") && !o.orCreate {
 				return usageError{errors.New("--title goes with --or-create")}
 			}
-			if err := a.keyFlag(c, &f.Key); err != nil {
+			if err := a.keyFlag(c, &o.filter.Key); err != nil {
 				return err
 			}
-			r, err := a.repository(c.Context())
-			if err != nil {
-				return err
-			}
-			st, damaged, err := r.Last(c.Context(), f)
-			a.warnDamaged(damaged)
-			if errors.Is(err, repository.ErrNoMatch) && orCreate {
-				s, cerr := r.Create(c.Context(), repository.CreateOptions{Prefix: f.Prefix, Title: title, Flags: f.Flags, Key: f.Key})
-				if cerr != nil {
-					return cerr
-				}
-				st, err = s.Stat(c.Context())
-			}
-			if err != nil {
-				return fmt.Errorf("%w%s", err, describeFilter(f))
-			}
-			if a.json {
-				s, err := r.Open(c.Context(), st.ID)
-				if err != nil {
-					return err
-				}
-				if st, err = s.Stat(c.Context(), storage.WithSteps()); err != nil {
-					return err
-				}
-			}
-			return a.printLast(st)
+			return a.runLast(c.Context(), o)
 		},
 	}
-	c.Flags().StringVar(&f.Prefix, "prefix", "", "only sessions created with this prefix")
-	c.Flags().StringArrayVar(&f.Flags, "flag", nil, "only sessions with this flag set (repeatable)")
-	c.Flags().StringArrayVar(&f.NoFlags, "no-flag", nil, "only sessions without this flag (repeatable)")
-	c.Flags().StringVar(&f.Key, "key", "", "only sessions created with exactly this `KEY`, such as a commit id (default $CKPT_KEY)")
-	c.Flags().BoolVar(&orCreate, "or-create", false, "when none matches, create one with this prefix, flags and key, and print its id")
-	c.Flags().StringVar(&title, "title", "", "with --or-create, the new session's title")
+	f := c.Flags()
+	f.StringVar(&o.filter.Prefix, "prefix", "", "only sessions created with this prefix")
+	f.StringArrayVar(&o.filter.Flags, "flag", nil, "only sessions with this flag set (repeatable)")
+	f.StringArrayVar(&o.filter.NoFlags, "no-flag", nil, "only sessions without this flag (repeatable)")
+	f.StringVar(&o.filter.Key, "key", "", "only sessions created with exactly this `KEY`, such as a commit id (default $CKPT_KEY)")
+	f.BoolVar(&o.orCreate, "or-create", false, "when none matches, create one with this prefix, flags and key, and print its id")
+	f.StringVar(&o.title, "title", "", "with --or-create, the new session's title")
 	return c
+}
+
+type lastOptions struct {
+	filter repository.Filter
+	// orCreate creates a session, titled title, when none matches.
+	orCreate bool
+	title    string
+}
+
+// runLast prints the youngest session that matches, or the one it creates
+// with orCreate.
+func (a *app) runLast(ctx context.Context, o lastOptions) error {
+	f := o.filter
+	r, err := a.repository(ctx)
+	if err != nil {
+		return err
+	}
+	st, damaged, err := r.Last(ctx, f)
+	a.warnDamaged(damaged)
+	if errors.Is(err, repository.ErrNoMatch) && o.orCreate {
+		s, cerr := r.Create(ctx, repository.CreateOptions{Prefix: f.Prefix, Title: o.title, Flags: f.Flags, Key: f.Key})
+		if cerr != nil {
+			return cerr
+		}
+		st, err = s.Stat(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("%w%s", err, describeFilter(f))
+	}
+	if a.json {
+		s, err := r.Open(ctx, st.ID)
+		if err != nil {
+			return err
+		}
+		if st, err = s.Stat(ctx, storage.WithSteps()); err != nil {
+			return err
+		}
+	}
+	return a.printLast(st)
 }
 
 // keyFlag resolves a --key flag: the flag, else $CKPT_KEY; a usage error

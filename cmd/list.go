@@ -1,8 +1,10 @@
 package cmd
 
 import (
-	"github.com/spf13/cobra"
+	"context"
 	"slices"
+
+	"github.com/spf13/cobra"
 
 	"github.com/ckpt-dev/ckpt/pkg/repository"
 )
@@ -36,16 +38,7 @@ An empty repository lists nothing and exits 0.`,
 			if err := validKey(f.Key); err != nil {
 				return err
 			}
-			r, err := a.repository(c.Context())
-			if err != nil {
-				return err
-			}
-			f.WithSteps = a.json
-			entries, err := r.List(c.Context(), f)
-			if err != nil {
-				return err
-			}
-			return a.printList(entries)
+			return a.runList(c.Context(), f)
 		},
 	}
 	c.Flags().StringVar(&f.Prefix, "prefix", "", "only sessions created with this prefix")
@@ -53,4 +46,18 @@ An empty repository lists nothing and exits 0.`,
 	c.Flags().StringArrayVar(&f.NoFlags, "no-flag", nil, "only sessions without this flag (repeatable)")
 	c.Flags().StringVar(&f.Key, "key", "", "only sessions created with exactly this `KEY`")
 	return c
+}
+
+// runList lists the sessions f selects.
+func (a *app) runList(ctx context.Context, f repository.Filter) error {
+	r, err := a.repository(ctx)
+	if err != nil {
+		return err
+	}
+	f.WithSteps = a.json
+	entries, err := r.List(ctx, f)
+	if err != nil {
+		return err
+	}
+	return a.printList(entries)
 }

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,11 +18,7 @@ import (
 )
 
 func (a *app) newLoadCommand() *cobra.Command {
-	var (
-		output     string
-		generation uint64
-		strict     bool
-	)
+	var o loadOptions
 	c := &cobra.Command{
 		Use:   "load [ID] [-o FILE|-] [--generation N] [--strict]",
 		Short: "Write the current checkpoint's payload to stdout or a file",
@@ -46,7 +43,12 @@ nothing, as a stray escape sequence could do to the terminal what it likes.
 Redirect stdout, give -o FILE, or give -o - to write it to stdout anyway.
 
 Inside 'ckpt run' on the same session, load reads the transaction's payload:
-what the transaction saved so far, else the checkpoint it started from.`,
+what the transaction saved so far, else the checkpoint it started from.
+
+A load that lasts more than a second shows its progress on stderr when stderr
+is a terminal and the payload does not go to it: the pass (verify, then
+write), bytes and rate. --quiet hides it, and the fallback warnings too
+(--strict makes a fallback fail instead).`,
 		Example: `  ckpt load "$S" > state.json
   ckpt load "$S" -o state.json || echo "nothing to resume"
   ckpt load "$S" --generation 4 -o state-4.json
@@ -58,73 +60,126 @@ what the transaction saved so far, else the checkpoint it started from.`,
 			if err != nil {
 				return err
 			}
-			if t, err := a.txnFor(id); err != nil || t != nil {
-				if err != nil {
-					return err
-				}
-				if c.Flags().Changed("generation") || strict {
-					return usageError{errors.New("inside 'ckpt run', load reads the transaction's own payload; --generation and --strict do not apply")}
-				}
-				f, err := t.open(id)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				return a.writePayload(c, output, f)
-			}
-			s, err := a.session(c.Context(), id)
-			if err != nil {
-				return err
-			}
-			var opts []storage.LoadOption
-			if c.Flags().Changed("generation") {
-				opts = append(opts, storage.AtGeneration(generation))
-			}
-			if strict {
-				opts = append(opts, storage.Strict())
-			}
-			load := func(opts ...storage.LoadOption) (*storage.Checkpoint, error) {
-				cp, err := s.Load(c.Context(), opts...)
-				if err != nil {
-					return nil, err
-				}
-				for _, skipped := range cp.Skipped {
-					a.warn("%s", message(skipped))
-				}
-				if len(cp.Skipped) > 0 {
-					a.warn("loaded generation %d, the newest intact one, instead", cp.Header.Generation)
-				}
-				return cp, nil
-			}
-			if output != "" && output != "-" {
-				target, special, err := outputTarget(output)
-				if err != nil {
-					return err
-				}
-				if !special {
-					return loadToFile(target, func(spool *os.File) (*storage.Checkpoint, error) {
-						return load(append(opts, storage.SpoolTo(spool))...)
-					})
-				}
-				cp, err := load(opts...)
-				if err != nil {
-					return err
-				}
-				defer cp.Close()
-				return writeInto(target, cp)
-			}
-			cp, err := load(opts...)
-			if err != nil {
-				return err
-			}
-			defer cp.Close()
-			return a.writePayload(c, output, cp)
+			o.id = id
+			o.generationSet = c.Flags().Changed("generation")
+			return a.runLoad(c.Context(), o)
 		},
 	}
-	c.Flags().StringVarP(&output, "output", "o", "", "write the payload to `FILE`, atomically; '-' for stdout, even a terminal")
-	c.Flags().Uint64Var(&generation, "generation", 0, "load kept generation `N` instead of the current one")
-	c.Flags().BoolVar(&strict, "strict", false, "fail (exit 6) rather than fall back to an older generation")
+	c.Flags().StringVarP(&o.output, "output", "o", "", "write the payload to `FILE`, atomically; '-' for stdout, even a terminal")
+	c.Flags().Uint64Var(&o.generation, "generation", 0, "load kept generation `N` instead of the current one")
+	c.Flags().BoolVar(&o.strict, "strict", false, "fail (exit 6) rather than fall back to an older generation")
 	return c
+}
+
+type loadOptions struct {
+	id string
+	// output is -o: "" for stdout unless a binary payload would go to a
+	// terminal, "-" for stdout whatever it is, else a file.
+	output        string
+	generation    uint64
+	generationSet bool
+	strict        bool
+}
+
+// runLoad writes a session's payload where o says, showing the progress of
+// a long load on a terminal's stderr.
+func (a *app) runLoad(ctx context.Context, o loadOptions) error {
+	output := o.output
+	if t, err := a.txnFor(o.id); err != nil || t != nil {
+		if err != nil {
+			return err
+		}
+		if o.generationSet || o.strict {
+			return usageError{errors.New("inside 'ckpt run', load reads the transaction's own payload; --generation and --strict do not apply")}
+		}
+		f, err := t.open(o.id)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		size := int64(-1)
+		if fi, err := f.Stat(); err == nil {
+			size = fi.Size()
+		}
+		m := a.loadMeter(output, "load", size)
+		defer m.end()
+		return a.writePayload(output, m.reader(f))
+	}
+	s, err := a.session(ctx, o.id)
+	if err != nil {
+		return err
+	}
+	var opts []storage.LoadOption
+	if o.generationSet {
+		opts = append(opts, storage.AtGeneration(o.generation))
+	}
+	if o.strict {
+		opts = append(opts, storage.Strict())
+	}
+	// Load downloads (S3) and verifies the whole payload before it hands
+	// out a byte, then it is written: a pass each.
+	m := a.loadMeter(output, "load: "+storage.PassVerify, -1)
+	defer m.end()
+	opts = append(opts, storage.ReportProgress(func(p storage.Progress) {
+		m.pass("load: "+p.Pass, p.Total)
+		m.set(p.Done, p.Total)
+	}))
+	load := func(opts ...storage.LoadOption) (*storage.Checkpoint, error) {
+		cp, err := s.Load(ctx, opts...)
+		if err != nil {
+			return nil, err
+		}
+		if len(cp.Skipped) > 0 {
+			// The warnings stay on the screen; the meter would draw over
+			// them.
+			m.end()
+			for _, skipped := range cp.Skipped {
+				a.warn("%s", message(skipped))
+			}
+			a.warn("loaded generation %d, the newest intact one, instead", cp.Header.Generation)
+		}
+		m.pass("load: write", cp.Size)
+		if cp.Spooled {
+			m.set(cp.Size, cp.Size)
+		}
+		cp.ReadCloser = struct {
+			io.Reader
+			io.Closer
+		}{m.reader(cp.ReadCloser), cp.ReadCloser}
+		return cp, nil
+	}
+	if output != "" && output != "-" {
+		target, special, err := outputTarget(output)
+		if err != nil {
+			return err
+		}
+		if !special {
+			return loadToFile(target, func(spool *os.File) (*storage.Checkpoint, error) {
+				return load(append(opts, storage.SpoolTo(spool))...)
+			})
+		}
+		cp, err := load(opts...)
+		if err != nil {
+			return err
+		}
+		defer cp.Close()
+		return writeInto(target, cp)
+	}
+	cp, err := load(opts...)
+	if err != nil {
+		return err
+	}
+	defer cp.Close()
+	return a.writePayload(output, cp)
+}
+
+// loadMeter starts the meter of a load to output, unless the payload goes
+// to a terminal, where the meter would draw over it.
+func (a *app) loadMeter(output, what string, size int64) *meter {
+	if (output == "" || output == "-") && a.terminal(a.io.Out) {
+		return nil
+	}
+	return a.startMeter(what, size)
 }
 
 // errBinaryTerminal is load's refusal to write a binary payload onto a
@@ -137,10 +192,10 @@ const sniffLen = 8 << 10
 // writePayload copies a payload to stdout (output "" or "-"), or to the file
 // output (see outputTarget). Unless output is "-", a binary payload is not
 // written to a terminal.
-func (a *app) writePayload(c *cobra.Command, output string, r io.Reader) error {
+func (a *app) writePayload(output string, r io.Reader) error {
 	if output == "" || output == "-" {
-		out := c.OutOrStdout()
-		if output == "" && isTerminal(out) {
+		out := a.io.Out
+		if output == "" && a.terminal(out) {
 			br := bufio.NewReaderSize(r, sniffLen)
 			head, err := br.Peek(sniffLen)
 			if err != nil && err != io.EOF {

@@ -1,15 +1,15 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/spf13/cobra"
 )
 
 func (a *app) newLogsCommand() *cobra.Command {
-	var attempt int
+	var o logsOptions
 	c := &cobra.Command{
 		Use:   "logs [ID] NAME [--attempt N]",
 		Short: "Print the log of a step's attempt",
@@ -34,24 +34,34 @@ log: exit status 3.`,
 			if err != nil {
 				return err
 			}
-			if err := validStepName(rest[0]); err != nil {
+			o.id, o.step = id, rest[0]
+			if err := validStepName(o.step); err != nil {
 				return err
 			}
-			if attempt < 0 {
-				return usageError{fmt.Errorf("--attempt %d: want 1 or more", attempt)}
+			if o.attempt < 0 {
+				return usageError{fmt.Errorf("--attempt %d: want 1 or more", o.attempt)}
 			}
-			s, err := a.session(c.Context(), id)
-			if err != nil {
-				return err
-			}
-			r, _, err := s.StepLog(c.Context(), rest[0], attempt)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(c.OutOrStdout(), r)
-			return errors.Join(err, r.Close())
+			return a.runLogs(c.Context(), o)
 		},
 	}
-	c.Flags().IntVar(&attempt, "attempt", 0, "print the log of attempt `N` (default: the latest with a log)")
+	c.Flags().IntVar(&o.attempt, "attempt", 0, "print the log of attempt `N` (default: the latest with a log)")
 	return c
+}
+
+type logsOptions struct {
+	id, step string
+	attempt  int // 0: the latest with a log
+}
+
+// runLogs prints the log of an attempt of a step.
+func (a *app) runLogs(ctx context.Context, o logsOptions) error {
+	s, err := a.session(ctx, o.id)
+	if err != nil {
+		return err
+	}
+	r, _, err := s.StepLog(ctx, o.step, o.attempt)
+	if err != nil {
+		return err
+	}
+	return errors.Join(a.printLog(r), r.Close())
 }

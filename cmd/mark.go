@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/ckpt-dev/ckpt/pkg/storage"
@@ -8,9 +10,8 @@ import (
 
 func (a *app) newMarkCommand() *cobra.Command {
 	var (
+		o     markOptions
 		title string
-		flags setFlags
-		lock  lockFlags
 	)
 	c := &cobra.Command{
 		Use:   "mark [ID] [--set F]... [--clear F]... [--title T]",
@@ -36,37 +37,57 @@ makes a new generation that still has no checkpoint to load.
 			if err != nil {
 				return err
 			}
-			keep, err := a.keep(c, 0)
-			if err != nil {
+			o.id = id
+			if o.keep, err = a.keep(c, 0); err != nil {
 				return err
-			}
-			opts := []storage.SaveOption{
-				storage.KeepPayload(),
-				flags.option(),
-				storage.WithCommand("ckpt mark"),
-				storage.Keep(keep),
 			}
 			if c.Flags().Changed("title") {
-				opts = append(opts, storage.WithTitle(title))
+				o.title = &title
 			}
-			s, err := a.session(c.Context(), id)
-			if err != nil {
+			if err := o.lock.resolve(a); err != nil {
 				return err
 			}
-			var saved *storage.Saved
-			err = a.waiter(s, &lock).Do(c.Context(), func() (err error) {
-				saved, err = s.Save(c.Context(), nil, opts...)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			return a.printSaved(s.ID(), saved)
+			return a.runMark(c.Context(), o)
 		},
 	}
 	f := c.Flags()
-	flags.register(c, "", false)
+	o.flags.register(c, "", false)
 	f.StringVar(&title, "title", "", "set the title")
-	lock.register(c)
+	o.lock.register(c)
 	return c
+}
+
+type markOptions struct {
+	id    string
+	title *string // nil: keep the title
+	flags setFlags
+	keep  int
+	lock  lockFlags
+}
+
+// runMark saves a generation of the session that changes its metadata
+// only, and prints its number.
+func (a *app) runMark(ctx context.Context, o markOptions) error {
+	opts := []storage.SaveOption{
+		storage.KeepPayload(),
+		o.flags.option(),
+		storage.WithCommand("ckpt mark"),
+		storage.Keep(o.keep),
+	}
+	if o.title != nil {
+		opts = append(opts, storage.WithTitle(*o.title))
+	}
+	s, err := a.session(ctx, o.id)
+	if err != nil {
+		return err
+	}
+	var saved *storage.Saved
+	err = a.waiter(s, &o.lock).Do(ctx, func() (err error) {
+		saved, err = s.Save(ctx, nil, opts...)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return a.printSaved(s.ID(), saved)
 }

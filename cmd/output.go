@@ -10,10 +10,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/mattn/go-runewidth"
+	"github.com/schollz/progressbar/v3"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/repository"
@@ -294,23 +297,29 @@ func (a *app) printHistory(gens []storage.Generation) error {
 	return flush()
 }
 
-// printFindings renders what verify found, one line per problem.
-func (a *app) printFindings(fs []finding) error {
-	if a.json {
-		if fs == nil {
-			fs = []finding{}
-		}
-		return a.printJSON(verifyJSON{Problems: fs})
+// printVerify renders what verify found, one line per problem on stdout,
+// and a summary on stderr.
+func (a *app) printVerify(rep *repository.Report) error {
+	fs := make([]finding, 0, len(rep.Findings))
+	for _, f := range rep.Findings {
+		fs = append(fs, finding{Session: f.Session, Kind: f.Kind, Path: f.Path, Detail: f.Detail})
 	}
-	for _, f := range fs {
-		path := f.Path
-		if path == "" {
-			path = "-"
-		}
-		if _, err := fmt.Fprintf(a.io.Out, "%s: %s: %s: %s\n", printable(f.Session), f.Kind, printable(path), printable(f.Detail)); err != nil {
+	if a.json {
+		if err := a.printJSON(verifyJSON{Problems: fs}); err != nil {
 			return err
 		}
+	} else {
+		for _, f := range fs {
+			path := f.Path
+			if path == "" {
+				path = "-"
+			}
+			if _, err := fmt.Fprintf(a.io.Out, "%s: %s: %s: %s\n", printable(f.Session), f.Kind, printable(path), printable(strings.ReplaceAll(f.Detail, "\n", "; "))); err != nil {
+				return err
+			}
+		}
 	}
+	a.notice("verified %d sessions: %d problems, %d corrupt checkpoints", rep.Verified, len(fs), rep.Corrupt)
 	return nil
 }
 
@@ -555,6 +564,108 @@ func (a *app) printGC(res *repository.GCResult, dryRun bool) error {
 	return err
 }
 
+// printCreated renders a session create made: its id, or with --json all
+// of st.
+func (a *app) printCreated(id string, st *storage.Status) error {
+	if a.json {
+		return a.printJSON(newSessionJSON(st))
+	}
+	_, err := fmt.Fprintln(a.io.Out, printable(id))
+	return err
+}
+
+// printCommitted renders the generation 'ckpt run' leaves, as printSaved
+// does; nil, for a transaction that committed nothing on a session that
+// has no generation at all, prints 0, with --json too.
+func (a *app) printCommitted(id string, saved *storage.Saved) error {
+	if saved == nil {
+		_, err := fmt.Fprintln(a.io.Out, 0)
+		return err
+	}
+	return a.printSaved(id, saved)
+}
+
+// printRemoved renders the sessions remove removed: nothing, or with --json
+// their ids. Failures are reported by the caller.
+func (a *app) printRemoved(ids []string) error {
+	if !a.json {
+		return nil
+	}
+	return a.printJSON(removedJSON{Removed: ids})
+}
+
+// printBrokenLock renders what break-lock removed of session id: l, the
+// session's lock, or the claim of step when step is set; nil when there
+// was none. The text goes to stderr: it is a notice, not data.
+func (a *app) printBrokenLock(id, step string, l *storage.Lock) error {
+	if a.json {
+		return a.printJSON(breakLockJSON{ID: id, Broken: l != nil, Lock: newLockJSON(l)})
+	}
+	switch {
+	case l == nil && step != "":
+		a.notice("step %s of session %s was not claimed", step, id)
+	case l == nil:
+		a.notice("session %s was not locked", id)
+	case step != "":
+		a.notice("removed the %s claim of step %s of session %s held by %s (%s)", lockState(l), step, id, l.Owner, l.Reason)
+	default:
+		a.notice("removed the %s lock of session %s held by %s (%s)", lockState(l), id, l.Owner, l.Reason)
+	}
+	return nil
+}
+
+// printLog copies a step's log to stdout as it was kept: it is data, as a
+// payload 'ckpt load' prints is, and what CMD wrote to the terminal when it
+// ran, escape sequences and all.
+func (a *app) printLog(r io.Reader) error {
+	_, err := io.Copy(a.io.Out, r)
+	return err
+}
+
+// printReport copies a finished report (JUnit XML, HTML, markdown) to
+// stdout: a document its generator escaped for its own format.
+func (a *app) printReport(r io.Reader) error {
+	_, err := io.Copy(a.io.Out, r)
+	return err
+}
+
+// printQueueEnd says on stderr what a runner of 'ckpt queue' did.
+func (a *app) printQueueEnd(ran, passed, skipped int, bad []string) {
+	line := fmt.Sprintf("queue: ran %d steps, %d passed", ran, passed)
+	if len(bad) > 0 {
+		line += fmt.Sprintf(", %d did not (%s)", len(bad), strings.Join(bad, ", "))
+	}
+	a.notice("%s; %d run by others or passed before", line, skipped)
+}
+
+// printVersion renders what the binary was built from.
+func (a *app) printVersion(v versionJSON) error {
+	if a.json {
+		return a.printJSON(v)
+	}
+	rev := v.Revision
+	if v.Modified {
+		rev += " (modified)"
+	}
+	_, err := fmt.Fprintf(a.io.Out, "ckpt %s\nrevision: %s\ngo: %s\ncheckpoint format: %d\n", v.Version, rev, v.GoVersion, v.Format)
+	return err
+}
+
+// versionLine is what 'ckpt --version' prints: the version and the commit.
+// printVersionLine renders ckpt --version: the version and the commit.
+func (a *app) printVersionLine() error {
+	_, err := io.WriteString(a.io.Out, versionLine(buildVersion()))
+	return err
+}
+
+func versionLine(v versionJSON) string {
+	rev := v.Revision
+	if v.Modified {
+		rev += ", modified"
+	}
+	return fmt.Sprintf("ckpt %s (commit %s)\n", v.Version, rev)
+}
+
 func stamp(now, t time.Time) string {
 	return fmt.Sprintf("%s (%s)", t.UTC().Format(time.RFC3339), age(now, t))
 }
@@ -601,15 +712,161 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// warn prints a warning on stderr, one line whatever its arguments hold.
+// warn prints a warning on stderr, one line whatever its arguments hold,
+// unless --quiet.
 func (a *app) warn(format string, args ...any) {
+	if a.quiet {
+		return
+	}
 	fmt.Fprintf(a.io.Err, "ckpt: warning: %s\n", printable(fmt.Sprintf(format, args...)))
 }
 
 // notice prints an informational line on stderr, where it does not mix with
-// the data on stdout; one line whatever its arguments hold.
+// the data on stdout; one line whatever its arguments hold. --quiet
+// silences it.
 func (a *app) notice(format string, args ...any) {
+	if a.quiet {
+		return
+	}
 	fmt.Fprintf(a.io.Err, "ckpt: %s\n", printable(fmt.Sprintf(format, args...)))
+}
+
+// progressDelay is how long a save or load goes on before its progress is
+// shown: a quick one shows nothing. Tests shorten it.
+var progressDelay = time.Second
+
+// meter shows how a long save or load goes: bytes done, of how many, and
+// the rate, on one line of stderr redrawn in place
+// (github.com/schollz/progressbar), cleared when it ends. It shows nothing
+// before progressDelay, nor ever when stderr is not a terminal or under
+// --quiet. A nil meter counts nothing.
+type meter struct {
+	done  atomic.Int64
+	total atomic.Int64 // -1: unknown
+	what  atomic.Pointer[string]
+	stop  chan struct{}
+	ended chan struct{}
+	once  sync.Once
+}
+
+// startMeter starts a meter of a pass called what over total bytes (-1 when
+// unknown); the caller ends it with end.
+func (a *app) startMeter(what string, total int64) *meter {
+	if a.quiet || !a.terminal(a.io.Err) {
+		return nil
+	}
+	m := &meter{stop: make(chan struct{}), ended: make(chan struct{})}
+	m.pass(what, total)
+	go m.show(a.io.Err)
+	return m
+}
+
+// pass starts a new pass over total bytes: done starts again at 0. The
+// pass that runs already goes on.
+func (m *meter) pass(what string, total int64) {
+	if m == nil || m.what.Load() != nil && *m.what.Load() == what {
+		return
+	}
+	m.what.Store(&what)
+	m.total.Store(total)
+	m.done.Store(0)
+}
+
+// set records how many bytes of the pass are done, and of how many.
+func (m *meter) set(done, total int64) {
+	if m == nil {
+		return
+	}
+	m.total.Store(total)
+	m.done.Store(done)
+}
+
+// reader counts what is read through r as done.
+func (m *meter) reader(r io.Reader) io.Reader {
+	if m == nil {
+		return r
+	}
+	return &meterReader{r: r, m: m}
+}
+
+type meterReader struct {
+	r io.Reader
+	m *meter
+}
+
+func (r *meterReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.m.done.Add(int64(n))
+	return n, err
+}
+
+// show draws the meter every tenth of a second, once progressDelay passed.
+// The bar is fed from the start, so that its rate counts from the start of
+// its pass, but writes nothing before then.
+func (m *meter) show(out io.Writer) {
+	defer close(m.ended)
+	start := time.Now()
+	gate := &gateWriter{w: out}
+	var (
+		bar  *progressbar.ProgressBar
+		what string
+	)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		gate.open = time.Since(start) >= progressDelay
+		if w := *m.what.Load(); bar == nil || w != what {
+			if bar != nil {
+				bar.Clear()
+				bar.Exit()
+			}
+			what = w
+			bar = progressbar.NewOptions64(m.total.Load(),
+				progressbar.OptionSetWriter(gate),
+				progressbar.OptionSetDescription("ckpt: "+what),
+				progressbar.OptionShowBytes(true),
+				progressbar.OptionShowCount(),
+				progressbar.OptionUseIECUnits(true),
+				progressbar.OptionSetWidth(20),
+				progressbar.OptionSetPredictTime(false),
+				progressbar.OptionSetElapsedTime(false),
+				// Drawn from this goroutine only, not from a spinner's.
+				progressbar.OptionSetSpinnerChangeInterval(0),
+				progressbar.OptionThrottle(0),
+				progressbar.OptionClearOnFinish())
+		}
+		bar.ChangeMax64(m.total.Load())
+		bar.Set64(m.done.Load())
+		select {
+		case <-m.stop:
+			bar.Clear()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// gateWriter passes writes on to w once open, and drops them before.
+type gateWriter struct {
+	w    io.Writer
+	open bool
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	if !g.open {
+		return len(p), nil
+	}
+	return g.w.Write(p)
+}
+
+// end stops the meter and clears its line, before anything else is
+// written to stderr.
+func (m *meter) end() {
+	if m == nil {
+		return
+	}
+	m.once.Do(func() { close(m.stop) })
+	<-m.ended
 }
 
 // printable returns s with what a terminal would act on rather than show

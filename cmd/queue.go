@@ -34,7 +34,9 @@ const (
 )
 
 type queueOptions struct {
+	id          string
 	from        string
+	names       []string // the steps read from from
 	fleet       string
 	key         string
 	runner      string
@@ -98,6 +100,7 @@ steps', 'ckpt wait' and 'ckpt report' show every step's state.`,
 			if err != nil {
 				return err
 			}
+			o.id = id
 			if !c.Flags().Changed("key") {
 				o.key = a.getenv("CKPT_KEY")
 			}
@@ -124,20 +127,10 @@ steps', 'ckpt wait' and 'ckpt report' show every step's state.`,
 			if err := (checkpoint.Identity{Key: o.key, Command: o.argv}).Validate(); err != nil {
 				return usageError{err}
 			}
-			names, err := a.readStepList(o.from)
-			if err != nil {
+			if o.names, err = a.readStepList(o.from); err != nil {
 				return err
 			}
-			a.lease = o.lease
-			r, err := a.repository(c.Context())
-			if err != nil {
-				return err
-			}
-			s, err := r.Open(c.Context(), id)
-			if err != nil {
-				return err
-			}
-			return a.runQueue(c.Context(), r, s, names, o)
+			return a.runQueue(c.Context(), o)
 		},
 	}
 	f := c.Flags()
@@ -199,9 +192,23 @@ func (a *app) readStepList(path string) ([]string, error) {
 	return names, nil
 }
 
-// runQueue runs the steps of names that are left, with the other runners
-// of the fleet, until none is.
-func (a *app) runQueue(ctx context.Context, r *repository.Repository, s *storage.Session, names []string, o queueOptions) error {
+// runQueue runs the steps of o.names that are left, with the other
+// runners of the fleet, until none is.
+func (a *app) runQueue(ctx context.Context, o queueOptions) error {
+	a.lease = o.lease
+	r, err := a.repository(ctx)
+	if err != nil {
+		return err
+	}
+	s, err := r.Open(ctx, o.id)
+	if err != nil {
+		return err
+	}
+	return a.queueSteps(ctx, r, s, o)
+}
+
+// queueSteps is runQueue on the session s of repository r.
+func (a *app) queueSteps(ctx context.Context, r *repository.Repository, s *storage.Session, o queueOptions) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, forwardedSignals...)
 	defer signal.Stop(sigs)
@@ -211,7 +218,7 @@ func (a *app) runQueue(ctx context.Context, r *repository.Repository, s *storage
 	if strings.HasPrefix(s.Location(), "s3://") {
 		pollMax = queuePollMaxS3
 	}
-	pending := a.queueOrder(ctx, r, s, names)
+	pending := a.queueOrder(ctx, r, s, o.names)
 	opts := storage.StepOptions{
 		NoReturn:    false,
 		MaxAttempts: o.maxAttempts,
@@ -298,11 +305,7 @@ func (a *app) runQueue(ctx context.Context, r *repository.Repository, s *storage
 
 // queueEnd prints what a runner did on stderr, and returns err.
 func (a *app) queueEnd(ran, passed, skipped int, bad []string, err error) error {
-	line := fmt.Sprintf("queue: ran %d steps, %d passed", ran, passed)
-	if len(bad) > 0 {
-		line += fmt.Sprintf(", %d did not (%s)", len(bad), strings.Join(bad, ", "))
-	}
-	a.notice("%s; %d run by others or passed before", line, skipped)
+	a.printQueueEnd(ran, passed, skipped, bad)
 	return err
 }
 

@@ -19,6 +19,7 @@ import (
 )
 
 type reportOptions struct {
+	id       string
 	junit    string // a file, or "-" for stdout; "" for none
 	html     string // a file, or "-" for stdout; "" for none
 	markdown bool
@@ -98,11 +99,12 @@ steps ended in. Use 'ckpt steps --json' to decide whether a run passed.`,
 			if err := o.check(); err != nil {
 				return err
 			}
-			s, err := a.sessionFromArgs(c, args)
+			id, _, err := a.sessionArgs(args, 0)
 			if err != nil {
 				return err
 			}
-			return a.runReport(c.Context(), s, o)
+			o.id = id
+			return a.runReport(c.Context(), o)
 		},
 	}
 	c.Flags().StringVar(&o.junit, "junit", "", "write a JUnit XML report to `FILE` ('-' for stdout), atomically")
@@ -111,8 +113,12 @@ steps ended in. Use 'ckpt steps --json' to decide whether a run passed.`,
 	return c
 }
 
-// runReport writes the reports o asks for of session s.
-func (a *app) runReport(ctx context.Context, s *storage.Session, o reportOptions) error {
+// runReport writes the reports o asks for.
+func (a *app) runReport(ctx context.Context, o reportOptions) error {
+	s, err := a.session(ctx, o.id)
+	if err != nil {
+		return err
+	}
 	steps, err := s.Steps(ctx)
 	if err != nil {
 		return err
@@ -147,7 +153,7 @@ func (a *app) runReport(ctx context.Context, s *storage.Session, o reportOptions
 		}
 	}
 	if o.markdown {
-		if _, err := io.WriteString(a.io.Out, markdownReport(id, rs)); err != nil {
+		if err := a.printReport(strings.NewReader(markdownReport(id, rs))); err != nil {
 			return fmt.Errorf("write markdown: %w", err)
 		}
 	}
@@ -158,7 +164,7 @@ func (a *app) runReport(ctx context.Context, s *storage.Session, o reportOptions
 // path, as 'load -o' writes a payload.
 func (a *app) writeReport(path string, r io.Reader) error {
 	if path == "-" {
-		if _, err := io.Copy(a.io.Out, r); err != nil {
+		if err := a.printReport(r); err != nil {
 			return fmt.Errorf("write report: %w", err)
 		}
 		return nil
@@ -587,7 +593,10 @@ func markdownReport(id string, steps []reportStep) string {
 // (A backslash right before a pipe then shows doubled: GFM has no way to
 // write that pair in a code span in a table.) A code span also keeps
 // GitHub from reading @names, #numbers and :emoji: in a step name.
+// Control characters and bidirectional overrides are escaped first
+// (printable), so that a step name cannot reorder the table on screen.
 func markdownCell(s string) string {
+	s = printable(s)
 	fence := strings.Repeat("`", longestRun(s, '`')+1)
 	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") {
 		s = " " + s + " "
@@ -597,10 +606,11 @@ func markdownCell(s string) string {
 
 // markdownText escapes the characters that markdown could read as markup
 // at the start of a paragraph or within it (CommonMark lets any ASCII
-// punctuation character be escaped with a backslash).
+// punctuation character be escaped with a backslash), after escaping what
+// printable escapes.
 func markdownText(s string) string {
 	var b strings.Builder
-	for _, r := range s {
+	for _, r := range printable(s) {
 		if strings.ContainsRune("\\`*_{}[]()<>#+-.!|~&$", r) {
 			b.WriteByte('\\')
 		}

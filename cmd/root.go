@@ -28,6 +28,10 @@ type IO struct {
 	In  io.Reader
 	Out io.Writer
 	Err io.Writer
+	// Terminal reports whether w, Out or Err, is a terminal, which changes
+	// what ckpt writes there (a binary payload is refused, progress is
+	// shown); nil asks the operating system.
+	Terminal func(w io.Writer) bool
 }
 
 // app holds what every command shares: I/O, the environment and the global
@@ -41,6 +45,15 @@ type app struct {
 	// lease, when set (ckpt queue --lease), is how long an S3 lease lasts.
 	lease time.Duration
 	json  bool
+	quiet bool
+}
+
+// terminal reports whether w is a terminal (see IO.Terminal).
+func (a *app) terminal(w io.Writer) bool {
+	if a.io.Terminal != nil {
+		return a.io.Terminal(w)
+	}
+	return isTerminal(w)
 }
 
 const rootLong = `ckpt keeps checkpointed test-run sessions on disk. A long run saves its state
@@ -53,7 +66,8 @@ $XDG_CACHE_HOME/ckpt/sessions: a directory, or s3://BUCKET/PREFIX for
 S3-compatible object storage (configured as the AWS SDK is: AWS_* variables
 and shared config files; AWS_ENDPOINT_URL_S3 for another server).
 $CKPT_S3_PATH_STYLE turns path-style addressing on or off (it is on by
-default when AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL names another server),
+default when an endpoint is configured: AWS_ENDPOINT_URL_S3,
+AWS_ENDPOINT_URL or endpoint_url in the AWS config file),
 and $CKPT_S3_LEASE sets how long an S3 writer's lease lasts unless renewed
 (default 30s). Commands that take one session id use $CKPT_SESSION when the
 id is left out. 'ckpt help environment' lists every variable ckpt reads or
@@ -127,8 +141,7 @@ func (a *app) newRootCommand() *cobra.Command {
 		Args:              usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if showVersion {
-				_, err := io.WriteString(c.OutOrStdout(), versionLine(buildVersion()))
-				return err
+				return a.printVersionLine()
 			}
 			return c.Help()
 		},
@@ -143,6 +156,7 @@ func (a *app) newRootCommand() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.repoFlag, "repo", "", "repository: a directory or s3://BUCKET/PREFIX (default $CKPT_REPOSITORY, else $XDG_CACHE_HOME/ckpt/sessions)")
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON on stdout")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print no notices, warnings or progress on stderr; errors still are")
 	root.AddCommand(
 		a.newCreateCommand(),
 		a.newListCommand(),
@@ -217,20 +231,24 @@ func (a *app) repository(ctx context.Context) (*repository.Repository, error) {
 // s3Options are the settings of an S3 repository that the AWS SDK's own
 // configuration (AWS_* variables, shared config files) does not cover.
 // Path-style addressing, which most S3-compatible servers need, is on when
-// $CKPT_S3_PATH_STYLE is true (as strconv.ParseBool reads it), or when it is unset and an endpoint
-// other than AWS's is configured with $AWS_ENDPOINT_URL_S3 or
-// $AWS_ENDPOINT_URL. $CKPT_S3_LEASE sets how long a writer's lease lasts
-// unless renewed (default 30s): a writer killed outright holds its session
-// that long.
+// $CKPT_S3_PATH_STYLE is true (as strconv.ParseBool reads it), off when it
+// is false, and when it is unset on exactly when the SDK's configuration
+// names an endpoint, from any source (s3store.PathStyleAuto).
+// $CKPT_S3_LEASE sets how long a writer's lease lasts unless renewed
+// (default 30s): a writer killed outright holds its session that long. The
+// SDK's warnings become "ckpt: warning: aws sdk: ..." lines.
 func (a *app) s3Options() (s3store.Options, error) {
-	o := s3store.Options{CheckCacheDir: filepath.Join(a.cacheHome(), "ckpt", "s3-checked")}
+	o := s3store.Options{
+		CheckCacheDir: filepath.Join(a.cacheHome(), "ckpt", "s3-checked"),
+		Warn:          func(msg string) { a.warn("%s", msg) },
+	}
 	switch v, set, err := a.envBool("CKPT_S3_PATH_STYLE"); {
 	case err != nil:
 		return o, err
+	case set && v:
+		o.PathStyle = s3store.PathStyleOn
 	case set:
-		o.UsePathStyle = v
-	default:
-		o.UsePathStyle = a.getenv("AWS_ENDPOINT_URL_S3") != "" || a.getenv("AWS_ENDPOINT_URL") != ""
+		o.PathStyle = s3store.PathStyleOff
 	}
 	if d, set, err := a.envDuration("CKPT_S3_LEASE", time.Second); err != nil {
 		return o, err
@@ -250,16 +268,6 @@ func (a *app) session(ctx context.Context, id string) (*storage.Session, error) 
 		return nil, err
 	}
 	return r.Open(ctx, id)
-}
-
-// sessionFromArgs opens the session a command that takes at most one
-// argument, the id, names: args[0], else $CKPT_SESSION.
-func (a *app) sessionFromArgs(c *cobra.Command, args []string) (*storage.Session, error) {
-	id, _, err := a.sessionArgs(args, 0)
-	if err != nil {
-		return nil, err
-	}
-	return a.session(c.Context(), id)
 }
 
 // sessionArgs splits args into a session id and the rest: the id is the

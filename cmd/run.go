@@ -18,16 +18,21 @@ import (
 )
 
 type runOptions struct {
+	id         string
+	argv       []string // CMD [ARGS...]
 	lock       lockFlags
 	retryFor   time.Duration
-	title      string
+	title      *string // nil: keep the title
 	flags      setFlags
 	keep       int
 	allowEmpty bool
 }
 
 func (a *app) newRunCommand() *cobra.Command {
-	var o runOptions
+	var (
+		o     runOptions
+		title string
+	)
 	c := &cobra.Command{
 		Use:   "run [ID] [--wait D] [--retry-for D] [--title T] [--set F]... [--clear F]... -- CMD [ARGS...]",
 		Short: "Run a command as a transaction on a session",
@@ -71,26 +76,39 @@ itself failed. Durations are a number and a unit (s, m, h, d): 30s, 10m,
 			return nil
 		}),
 		RunE: func(c *cobra.Command, args []string) error {
-			id, _, err := a.sessionArgs(args[:c.ArgsLenAtDash()], 0)
+			dash := c.ArgsLenAtDash()
+			id, _, err := a.sessionArgs(args[:dash], 0)
 			if err != nil {
 				return err
 			}
-			return a.runTxn(c, id, args[c.ArgsLenAtDash():], &o)
+			o.id, o.argv = id, args[dash:]
+			if o.keep, err = a.keep(c, o.keep); err != nil {
+				return err
+			}
+			if c.Flags().Changed("title") {
+				o.title = &title
+			}
+			if err := o.lock.resolve(a); err != nil {
+				return err
+			}
+			return a.runTxn(c.Context(), o)
 		},
 	}
 	f := c.Flags()
 	o.lock.register(c)
 	durationVar(f, &o.retryFor, "retry-for", 0, "run CMD again for up to `DURATION` (30s, 10m, 1d) if the lock is broken under it")
-	f.StringVar(&o.title, "title", "", "set the title of the new generation")
+	f.StringVar(&title, "title", "", "set the title of the new generation")
 	o.flags.register(c, "in the new generation", true)
 	f.IntVar(&o.keep, "keep", storage.DefaultKeep, "keep the last `K` payloads, each with its newest generation (default $CKPT_KEEP, else 3)")
 	f.BoolVar(&o.allowEmpty, "allow-empty", false, "allow CMD to commit an empty payload")
 	return c
 }
 
-func (a *app) runTxn(c *cobra.Command, id string, argv []string, o *runOptions) error {
-	ctx := c.Context()
-	s, err := a.session(c.Context(), id)
+// runTxn runs CMD as a transaction on the session, again while its lock
+// is broken under it within o.retryFor, and prints the generation it
+// leaves.
+func (a *app) runTxn(ctx context.Context, o runOptions) error {
+	s, err := a.session(ctx, o.id)
 	if err != nil {
 		return err
 	}
@@ -98,17 +116,13 @@ func (a *app) runTxn(c *cobra.Command, id string, argv []string, o *runOptions) 
 	if err != nil {
 		return err
 	}
-	keep, err := a.keep(c, o.keep)
-	if err != nil {
-		return err
-	}
 	opts := []storage.SaveOption{
 		o.flags.option(),
 		storage.WithCommand("ckpt run"),
-		storage.Keep(keep),
+		storage.Keep(o.keep),
 	}
-	if c.Flags().Changed("title") {
-		opts = append(opts, storage.WithTitle(o.title))
+	if o.title != nil {
+		opts = append(opts, storage.WithTitle(*o.title))
 	}
 	if o.allowEmpty {
 		opts = append(opts, storage.AllowEmpty())
@@ -128,29 +142,22 @@ func (a *app) runTxn(c *cobra.Command, id string, argv []string, o *runOptions) 
 		if err != nil {
 			return err
 		}
-		saved, err := a.runOnce(ctx, tx, repo, id, argv, sigs)
+		saved, err := a.runOnce(ctx, tx, repo, o.id, o.argv, sigs)
 		var le *storage.LockedError
 		if errors.As(err, &le) && le.Lost && time.Now().Before(retryUntil) {
-			a.notice("the transaction's lock was broken before it could commit; running %s again", argv[0])
+			a.notice("the transaction's lock was broken before it could commit; running %s again", o.argv[0])
 			continue
 		}
 		if err != nil {
 			return err
 		}
 		if saved == nil {
-			a.notice("%s wrote nothing to $CKPT_NEXT; nothing changed", argv[0])
-			base := tx.Base()
-			if base == nil {
-				_, err = fmt.Fprintln(c.OutOrStdout(), 0)
-				return err
+			a.notice("%s wrote nothing to $CKPT_NEXT; nothing changed", o.argv[0])
+			if base := tx.Base(); base != nil {
+				saved = &storage.Saved{Header: base}
 			}
-			saved = &storage.Saved{Header: base}
 		}
-		if a.json {
-			return a.printJSON(savedJSON{ID: id, Generation: saved.Header.Generation, Saved: saved.Header.Saved, Size: saved.Size})
-		}
-		_, err = fmt.Fprintln(c.OutOrStdout(), saved.Header.Generation)
-		return err
+		return a.printCommitted(o.id, saved)
 	}
 }
 

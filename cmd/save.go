@@ -1,22 +1,34 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
 type saveOptions struct {
+	id string
+	// file is the input, "" for stdin.
+	file         string
 	title, app   string
 	flags        setFlags
 	ifGeneration uint64
 	allowEmpty   bool
 	keep         int
 	lock         lockFlags
+
+	// opts are the save's options, from the flags above.
+	opts            []storage.SaveOption
+	ifGenerationSet bool
+	// metadata names the metadata flags given, which a save inside
+	// 'ckpt run' refuses.
+	metadata []string
 }
 
 func (a *app) newSaveCommand() *cobra.Command {
@@ -42,7 +54,10 @@ carry over from the previous generation unless changed here: --set and
 An empty input is refused (exit 2) unless --allow-empty: an empty pipe usually
 means the program producing the state failed. Note that a pipe cannot tell
 ckpt whether its producer succeeded; where that matters, write the state to a
-file first and save the file only if the producer exited 0.`,
+file first and save the file only if the producer exited 0.
+
+A save that lasts more than a second shows its progress (bytes and rate) on
+stderr when stderr is a terminal; --quiet hides it.`,
 		Example: `  ./runner > state.json && ckpt save "$S" state.json
   ckpt save "$S" - --title "after step 3" --set incomplete < state.json
   G=$(ckpt show "$S" --json | jq .generation)
@@ -51,26 +66,32 @@ file first and save the file only if the producer exited 0.`,
   ckpt save "$S" state.json --clear incomplete --set done`,
 		Args: usageArgs(cobra.MaximumNArgs(2)),
 		RunE: func(c *cobra.Command, args []string) error {
-			opts := []storage.SaveOption{
+			o.opts = []storage.SaveOption{
 				o.flags.option(),
 				storage.WithCommand("ckpt save"),
 			}
 			if c.Flags().Changed("title") {
-				opts = append(opts, storage.WithTitle(o.title))
+				o.opts = append(o.opts, storage.WithTitle(o.title))
 			}
 			if c.Flags().Changed("app") {
-				opts = append(opts, storage.WithApp(o.app))
+				o.opts = append(o.opts, storage.WithApp(o.app))
 			}
 			if c.Flags().Changed("if-generation") {
-				opts = append(opts, storage.IfGeneration(o.ifGeneration))
+				o.opts = append(o.opts, storage.IfGeneration(o.ifGeneration))
+				o.ifGenerationSet = true
 			}
 			keep, err := a.keep(c, o.keep)
 			if err != nil {
 				return err
 			}
-			opts = append(opts, storage.Keep(keep))
+			o.opts = append(o.opts, storage.Keep(keep))
 			if o.allowEmpty {
-				opts = append(opts, storage.AllowEmpty())
+				o.opts = append(o.opts, storage.AllowEmpty())
+			}
+			for _, f := range []string{"title", "app", "set", "clear", "flag", "unflag", "keep"} {
+				if c.Flags().Changed(f) {
+					o.metadata = append(o.metadata, f)
+				}
 			}
 			minRest := 0
 			if len(args) == 2 || len(args) == 1 && args[0] == "-" {
@@ -80,41 +101,11 @@ file first and save the file only if the producer exited 0.`,
 			if err != nil {
 				return err
 			}
-			in := c.InOrStdin()
+			o.id = id
 			if len(rest) == 1 && rest[0] != "-" {
-				f, err := os.Open(rest[0])
-				if err != nil {
-					return fmt.Errorf("open input: %w", err)
-				}
-				defer f.Close()
-				if fi, err := f.Stat(); err == nil && fi.IsDir() {
-					return usageError{fmt.Errorf("input %s is a directory, not a file", rest[0])}
-				}
-				in = f
+				o.file = rest[0]
 			}
-			if t, err := a.txnFor(id); err != nil || t != nil {
-				if err != nil {
-					return err
-				}
-				return a.saveInTxn(c, t, id, in, &o)
-			}
-			s, err := a.session(c.Context(), id)
-			if err != nil {
-				return err
-			}
-			var saved *storage.Saved
-			err = a.waiter(s, &o.lock).Do(c.Context(), func() (err error) {
-				saved, err = s.Save(c.Context(), struct{ io.Reader }{in}, opts...)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(savedJSON{ID: s.ID(), Generation: saved.Header.Generation, Saved: saved.Header.Saved, Size: saved.Size})
-			}
-			_, err = fmt.Fprintln(c.OutOrStdout(), saved.Header.Generation)
-			return err
+			return a.runSave(c.Context(), o)
 		},
 	}
 	f := c.Flags()
@@ -128,28 +119,67 @@ file first and save the file only if the producer exited 0.`,
 	return c
 }
 
-// saveInTxn is save inside 'ckpt run' on the same session: it replaces the
-// transaction's payload, which the transaction commits when its command
-// succeeds.
-func (a *app) saveInTxn(c *cobra.Command, t *txnFile, id string, in io.Reader, o *saveOptions) error {
-	for _, f := range []string{"title", "app", "set", "clear", "flag", "unflag", "keep"} {
-		if c.Flags().Changed(f) {
-			return usageError{fmt.Errorf("inside 'ckpt run', save replaces the payload only; pass --%s to ckpt run instead", f)}
+// runSave saves the input as the session's next checkpoint, showing the
+// progress of a long save on a terminal's stderr, and prints the new
+// generation.
+func (a *app) runSave(ctx context.Context, o saveOptions) error {
+	in, size := a.io.In, int64(-1)
+	if o.file != "" {
+		f, err := os.Open(o.file)
+		if err != nil {
+			return fmt.Errorf("open input: %w", err)
 		}
+		defer f.Close()
+		if fi, err := f.Stat(); err == nil && fi.IsDir() {
+			return usageError{fmt.Errorf("input %s is a directory, not a file", o.file)}
+		} else if err == nil && fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
+		in = f
 	}
-	if c.Flags().Changed("if-generation") && o.ifGeneration != t.Base {
-		return fmt.Errorf("session %s: %w: expected generation %d, the transaction started from %d", id, storage.ErrConflict, o.ifGeneration, t.Base)
-	}
-	if err := t.save(id, in, o.allowEmpty); err != nil {
-		return err
-	}
-	if a.json {
-		fi, err := os.Stat(t.Next)
+	m := a.startMeter("save", size)
+	defer m.end()
+	in = m.reader(in)
+	if t, err := a.txnFor(o.id); err != nil || t != nil {
 		if err != nil {
 			return err
 		}
-		return a.printJSON(savedJSON{ID: id, Generation: t.Base + 1, Saved: fi.ModTime().UTC(), Size: fi.Size()})
+		return a.saveInTxn(t, in, &o, m)
 	}
-	_, err := fmt.Fprintln(c.OutOrStdout(), t.Base+1)
-	return err
+	s, err := a.session(ctx, o.id)
+	if err != nil {
+		return err
+	}
+	var saved *storage.Saved
+	err = a.waiter(s, &o.lock).Do(ctx, func() (err error) {
+		saved, err = s.Save(ctx, struct{ io.Reader }{in}, o.opts...)
+		return err
+	})
+	m.end()
+	if err != nil {
+		return err
+	}
+	return a.printSaved(s.ID(), saved)
+}
+
+// saveInTxn is save inside 'ckpt run' on the same session: it replaces the
+// transaction's payload, which the transaction commits when its command
+// succeeds.
+func (a *app) saveInTxn(t *txnFile, in io.Reader, o *saveOptions, m *meter) error {
+	if len(o.metadata) > 0 {
+		return usageError{fmt.Errorf("inside 'ckpt run', save replaces the payload only; pass --%s to ckpt run instead", o.metadata[0])}
+	}
+	if o.ifGenerationSet && o.ifGeneration != t.Base {
+		return fmt.Errorf("session %s: %w: expected generation %d, the transaction started from %d", o.id, storage.ErrConflict, o.ifGeneration, t.Base)
+	}
+	err := t.save(o.id, in, o.allowEmpty)
+	m.end()
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(t.Next)
+	if err != nil {
+		return err
+	}
+	return a.printSaved(o.id, &storage.Saved{Header: &checkpoint.Header{Generation: t.Base + 1, Saved: fi.ModTime().UTC()}, Size: fi.Size()})
 }

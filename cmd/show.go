@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/ckpt-dev/ckpt/pkg/storage"
@@ -23,23 +25,32 @@ that they can neither drive the terminal nor start a line of their own;
   ckpt show "$S" --json | jq .generation`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			r, err := a.repository(c.Context())
-			if err != nil {
-				return err
-			}
 			id, _, err := a.sessionArgs(args, 0)
 			if err != nil {
 				return err
 			}
-			s, err := r.Open(c.Context(), id)
-			if err != nil {
-				return err
-			}
-			st, err := s.Stat(c.Context(), storage.WithSteps())
-			if err != nil {
-				return err
-			}
-			return a.printShow(st, sessionLocation(r.Root(), st.ID))
+			return a.runShow(c.Context(), showOptions{id: id})
 		},
 	}
+}
+
+type showOptions struct {
+	id string
+}
+
+// runShow prints a session's metadata, steps and lock.
+func (a *app) runShow(ctx context.Context, o showOptions) error {
+	r, err := a.repository(ctx)
+	if err != nil {
+		return err
+	}
+	s, err := r.Open(ctx, o.id)
+	if err != nil {
+		return err
+	}
+	st, err := s.Stat(ctx, storage.WithSteps())
+	if err != nil {
+		return err
+	}
+	return a.printShow(st, sessionLocation(r.Root(), st.ID))
 }

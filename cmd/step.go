@@ -20,6 +20,7 @@ import (
 )
 
 type stepOptions struct {
+	id          string
 	name        string
 	argv        []string
 	key         string
@@ -113,7 +114,7 @@ starting with '-': Go test names such as TestFoo/sub_case are step names.`,
 			if err != nil {
 				return err
 			}
-			o.name = rest[0]
+			o.id, o.name = id, rest[0]
 			if err := validStepName(o.name); err != nil {
 				return err
 			}
@@ -132,11 +133,10 @@ starting with '-': Go test names such as TestFoo/sub_case are step names.`,
 			if o.logLimit < 1 {
 				return usageError{fmt.Errorf("--log-limit %d: want at least 1 byte", o.logLimit)}
 			}
-			s, err := a.session(c.Context(), id)
-			if err != nil {
+			if err := o.lock.resolve(a); err != nil {
 				return err
 			}
-			return a.runStep(c.Context(), s, o)
+			return a.runStep(c.Context(), o)
 		},
 	}
 	f := c.Flags()
@@ -174,7 +174,11 @@ func validStepName(name string) error {
 }
 
 // runStep runs one 'ckpt step'.
-func (a *app) runStep(ctx context.Context, s *storage.Session, o stepOptions) error {
+func (a *app) runStep(ctx context.Context, o stepOptions) error {
+	s, err := a.session(ctx, o.id)
+	if err != nil {
+		return err
+	}
 	// Registered before the step is claimed, so that a signal that comes
 	// at any later moment is seen here and passed on. Main's context is
 	// cancelled by the first one; the records that follow are written
@@ -190,7 +194,7 @@ func (a *app) runStep(ctx context.Context, s *storage.Session, o stepOptions) er
 		Command:     "ckpt step",
 	}
 	var claim *storage.StepClaim
-	err := a.waiter(s, &o.lock).Do(ctx, func() (err error) {
+	err = a.waiter(s, &o.lock).Do(ctx, func() (err error) {
 		claim, err = s.StartStep(ctx, o.name, opts)
 		return err
 	})

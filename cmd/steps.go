@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/ckpt-dev/ckpt/pkg/storage"
@@ -27,15 +29,28 @@ A session with no steps lists nothing.`,
   ckpt steps --json | jq -r '.[] | select(.state != "passed") | .name'`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			s, err := a.sessionFromArgs(c, args)
+			id, _, err := a.sessionArgs(args, 0)
 			if err != nil {
 				return err
 			}
-			st, err := s.Stat(c.Context(), storage.WithSteps())
-			if err != nil {
-				return err
-			}
-			return a.printSteps(st)
+			return a.runSteps(c.Context(), stepsOptions{id: id})
 		},
 	}
+}
+
+type stepsOptions struct {
+	id string
+}
+
+// runSteps lists a session's steps.
+func (a *app) runSteps(ctx context.Context, o stepsOptions) error {
+	s, err := a.session(ctx, o.id)
+	if err != nil {
+		return err
+	}
+	st, err := s.Stat(ctx, storage.WithSteps())
+	if err != nil {
+		return err
+	}
+	return a.printSteps(st)
 }

@@ -1,14 +1,12 @@
 package cmd
 
 import (
-	"errors"
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
-	"github.com/ckpt-dev/ckpt/pkg/repository"
-	"github.com/ckpt-dev/ckpt/pkg/storage"
 )
 
 func (a *app) newVerifyCommand() *cobra.Command {
@@ -40,64 +38,39 @@ corrupt), an invalid id 2.`,
 		Example: `  ckpt verify
   ckpt verify "$S" --json`,
 		RunE: func(c *cobra.Command, args []string) error {
-			r, err := a.repository(c.Context())
-			if err != nil {
-				return err
-			}
-			all := len(args) == 0
-			if all {
-				entries, err := r.List(c.Context(), repository.Filter{})
-				if err != nil {
-					return err
-				}
-				for _, e := range entries {
-					args = append(args, e.ID)
-				}
-			}
-			var (
-				findings []finding
-				errs     []error
-				corrupt  int
-			)
-			for _, id := range args {
-				var probs []storage.Problem
-				s, err := r.Open(c.Context(), id)
-				if err == nil {
-					probs, err = s.Verify(c.Context())
-				}
-				var ce *checkpoint.CorruptError
-				switch {
-				case errors.Is(err, storage.ErrNotFound) && all:
-					continue // removed while we verified
-				case errors.Is(err, storage.ErrNotFound), errors.Is(err, repository.ErrInvalidID):
-					errs = append(errs, err)
-				case errors.As(err, &ce):
-					probs = []storage.Problem{{Kind: storage.ProblemCorrupt, Detail: message(err)}}
-				case err != nil:
-					probs = []storage.Problem{{Kind: storage.ProblemUnreadable, Detail: message(err)}}
-				}
-				for _, p := range probs {
-					findings = append(findings, finding{Session: id, Kind: p.Kind, Path: p.Path, Detail: p.Detail})
-					if p.Kind == storage.ProblemCorrupt {
-						corrupt++
-					}
-				}
-			}
-			if err := a.printFindings(findings); err != nil {
-				return err
-			}
-			a.notice("verified %d sessions: %d problems, %d corrupt checkpoints", len(args)-len(errs), len(findings), corrupt)
-			switch {
-			case corrupt > 0:
-				errs = append(errs, &checkpoint.CorruptError{Reason: fmt.Sprintf("%d corrupt checkpoints found", corrupt)})
-			case len(findings) > 0:
-				// Exit 1: a problem, though no checkpoint is lost.
-				errs = append(errs, fmt.Errorf("%d problems found", len(findings)))
-			}
-			if len(errs) > 0 {
-				return errorList(errs)
-			}
-			return nil
+			return a.runVerify(c.Context(), verifyOptions{ids: args})
 		},
 	}
+}
+
+type verifyOptions struct {
+	ids []string // none: every session
+}
+
+// runVerify verifies sessions and prints what it found; its error carries
+// the exit status verify documents.
+func (a *app) runVerify(ctx context.Context, o verifyOptions) error {
+	r, err := a.repository(ctx)
+	if err != nil {
+		return err
+	}
+	rep, err := r.Verify(ctx, o.ids)
+	if err != nil {
+		return err
+	}
+	if err := a.printVerify(rep); err != nil {
+		return err
+	}
+	errs := rep.Errs
+	switch {
+	case rep.Corrupt > 0:
+		errs = append(errs, &checkpoint.CorruptError{Reason: fmt.Sprintf("%d corrupt checkpoints found", rep.Corrupt)})
+	case len(rep.Findings) > 0:
+		// Exit 1: a problem, though no checkpoint is lost.
+		errs = append(errs, fmt.Errorf("%d problems found", len(rep.Findings)))
+	}
+	if len(errs) > 0 {
+		return errorList(errs)
+	}
+	return nil
 }

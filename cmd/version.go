@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"fmt"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -53,15 +52,6 @@ func buildVersion() versionJSON {
 	return v
 }
 
-// versionLine is what 'ckpt --version' prints: the version and the commit.
-func versionLine(v versionJSON) string {
-	rev := v.Revision
-	if v.Modified {
-		rev += ", modified"
-	}
-	return fmt.Sprintf("ckpt %s (commit %s)\n", v.Version, rev)
-}
-
 func (a *app) newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
@@ -76,17 +66,13 @@ go install reports what the Go toolchain recorded: the module version
   ckpt version --json
   ckpt --version`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			v := buildVersion()
-			if a.json {
-				return a.printJSON(v)
-			}
-			rev := v.Revision
-			if v.Modified {
-				rev += " (modified)"
-			}
-			_, err := fmt.Fprintf(c.OutOrStdout(), "ckpt %s\nrevision: %s\ngo: %s\ncheckpoint format: %d\n", v.Version, rev, v.GoVersion, v.Format)
-			return err
+		RunE: func(*cobra.Command, []string) error {
+			return a.runVersion()
 		},
 	}
+}
+
+// runVersion prints what the running binary was built from.
+func (a *app) runVersion() error {
+	return a.printVersion(buildVersion())
 }

@@ -24,9 +24,25 @@ func (f *lockFlags) register(c *cobra.Command) {
 	f.flags.BoolVar(&f.breakStale, "break-stale", false, "break a lock whose writer is provably gone, and go on (default $CKPT_BREAK_STALE, else false)")
 }
 
+// resolve settles, once the flags are parsed, whether to break a stale
+// lock: --break-stale, given either way, beats $CKPT_BREAK_STALE, which
+// checkEnv has checked before the command ran. The waiter then reads no
+// flag.
+func (f *lockFlags) resolve(a *app) error {
+	if f.flags == nil {
+		return nil
+	}
+	breakStale, err := a.envFlagBool(f.flags, "break-stale", "CKPT_BREAK_STALE")
+	if err != nil {
+		return err
+	}
+	f.breakStale, f.flags = breakStale, nil
+	return nil
+}
+
 // waiter returns the Waiter that runs a writing operation on s as the flags
-// and the environment ask. --break-stale, given either way, beats
-// $CKPT_BREAK_STALE, which checkEnv has checked before the command ran.
+// and the environment ask. Flags not resolved yet are resolved here (see
+// resolve).
 func (a *app) waiter(s *storage.Session, f *lockFlags) *storage.Waiter {
 	w := &storage.Waiter{Max: f.wait}
 	breakStale := f.breakStale

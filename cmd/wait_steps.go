@@ -17,8 +17,8 @@ const waitPoll = time.Second
 
 func (a *app) newWaitCommand() *cobra.Command {
 	var (
-		from    string
-		timeout time.Duration
+		o    waitOptions
+		from string
 	)
 	c := &cobra.Command{
 		Use:   "wait [ID] [--from FILE|-] [--timeout D]",
@@ -39,34 +39,44 @@ gathers the result. With --timeout D, it gives up after D with exit status
   ckpt wait --timeout 1h && ckpt report --junit junit.xml`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			if timeout < 0 {
-				return usageError{fmt.Errorf("--timeout %s: want 0 (no limit) or more", timeout)}
+			if o.timeout < 0 {
+				return usageError{fmt.Errorf("--timeout %s: want 0 (no limit) or more", o.timeout)}
 			}
-			var names []string
 			if from != "" {
 				var err error
-				if names, err = a.readStepList(from); err != nil {
+				if o.names, err = a.readStepList(from); err != nil {
 					return err
 				}
 			}
-			s, err := a.sessionFromArgs(c, args)
+			id, _, err := a.sessionArgs(args, 0)
 			if err != nil {
 				return err
 			}
-			return a.waitSteps(c.Context(), s, names, timeout)
+			o.id = id
+			return a.runWait(c.Context(), o)
 		},
 	}
 	c.Flags().StringVar(&from, "from", "", "wait for the steps listed in `FILE`, one a line ('-': stdin)")
-	durationVar(c.Flags(), &timeout, "timeout", 0, "give up after `D` with exit status 4 (0: wait as long as it takes)")
+	durationVar(c.Flags(), &o.timeout, "timeout", 0, "give up after `D` with exit status 4 (0: wait as long as it takes)")
 	return c
 }
 
-// waitSteps polls the session until the steps named (all, if names is nil)
-// have ended, or timeout runs out.
-func (a *app) waitSteps(ctx context.Context, s *storage.Session, names []string, timeout time.Duration) error {
+type waitOptions struct {
+	id      string
+	names   []string      // the steps to wait for; nil: all of them
+	timeout time.Duration // 0: no limit
+}
+
+// runWait polls the session until the steps named (all, if o.names is nil)
+// have ended, or o.timeout runs out, and prints them.
+func (a *app) runWait(ctx context.Context, o waitOptions) error {
+	s, err := a.session(ctx, o.id)
+	if err != nil {
+		return err
+	}
 	var deadline <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
+	if o.timeout > 0 {
+		t := time.NewTimer(o.timeout)
 		defer t.Stop()
 		deadline = t.C
 	}
@@ -75,7 +85,7 @@ func (a *app) waitSteps(ctx context.Context, s *storage.Session, names []string,
 		if err != nil {
 			return err
 		}
-		steps, left := selectSteps(st.Steps, names)
+		steps, left := selectSteps(st.Steps, o.names)
 		if len(left) == 0 {
 			st.Steps = steps
 			if err := a.printSteps(st); err != nil {
@@ -98,7 +108,7 @@ func (a *app) waitSteps(ctx context.Context, s *storage.Session, names []string,
 			if err := a.printSteps(st); err != nil {
 				return err
 			}
-			return exitStatus{code: 4, err: fmt.Errorf("timed out after %s: %d steps have not ended: %s", timeout, len(left), strings.Join(left, ", "))}
+			return exitStatus{code: 4, err: fmt.Errorf("timed out after %s: %d steps have not ended: %s", o.timeout, len(left), strings.Join(left, ", "))}
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(waitPoll):

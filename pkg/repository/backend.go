@@ -32,6 +32,9 @@ type backend interface {
 	// sweep removes what interrupted removals left, last changed before
 	// cutoff, and returns where it was.
 	sweep(cutoff time.Time, dryRun bool) (swept []string, errs []error)
+	// born returns when session id was last seen being made, for a session
+	// with neither a manifest nor a lock (zero when nothing tells).
+	born(id string) time.Time
 }
 
 var errClaimed = errors.New("session id taken")
@@ -124,6 +127,15 @@ func (b localBackend) saved(ctx context.Context, times bool) ([]candidate, error
 	return out, nil
 }
 
+// born is when the session's directory last changed: a creator makes the
+// directory, then its lock and manifest in it.
+func (b localBackend) born(id string) time.Time {
+	if fi, err := os.Lstat(filepath.Join(b.dir, id)); err == nil {
+		return fi.ModTime()
+	}
+	return time.Time{}
+}
+
 // sweep removes the hidden trash directories of interrupted removals.
 func (b localBackend) sweep(cutoff time.Time, dryRun bool) ([]string, []error) {
 	des, err := os.ReadDir(b.dir)
@@ -201,6 +213,10 @@ func (b s3Backend) saved(ctx context.Context, _ bool) ([]candidate, error) {
 	}
 	return out, nil
 }
+
+// born tells nothing: an S3 creator takes the session's lease before anything
+// else, so a session has a lock or a manifest from its first moment.
+func (b s3Backend) born(string) time.Time { return time.Time{} }
 
 // sweep has nothing to do: an S3 session is removed object by object under
 // its lease, and leaves no trash behind.

@@ -192,7 +192,17 @@ func lastActive(st *storage.Status) time.Time {
 // gcSession removes the session st describes if it is idle since before
 // cutoff and passes keep, and sweeps it otherwise.
 func (r *Repository) gcSession(ctx context.Context, st *storage.Status, cutoff time.Time, keep Filter, dryRun bool, res *GCResult) {
-	idle := func(st *storage.Status) bool { return lastActive(st).Before(cutoff) && keep.keep(st) }
+	idle := func(st *storage.Status) bool {
+		t := lastActive(st)
+		if st.Header == nil && st.Lock == nil {
+			// Half made: a creator made its directory and has yet to
+			// take its lock.
+			if b := r.b.born(st.ID); b.After(t) {
+				t = b
+			}
+		}
+		return t.Before(cutoff) && keep.keep(st)
+	}
 	if idle(st) {
 		// The listing can be seconds old in a large repository: look
 		// again, so that a session saved since then is kept; and look at

@@ -436,3 +436,36 @@ func checkIDs(t *testing.T, what string, got []string, want ...string) {
 		t.Errorf("%s = %v, want %v", what, got, want)
 	}
 }
+
+// A session a creator has made the directory of, but not yet taken the
+// lock of nor written, is not idle: gc keeps it while the directory is
+// young, and removes it once it is older than the cutoff (its creator
+// died).
+func TestGCHalfCreated(t *testing.T) {
+	r := gcTestRepo(t)
+	gcTestCreate(t, r, "other") // makes the repository
+	half := filepath.Join(r.Root(), "half-aaaaaaaaaaaa")
+	if err := os.Mkdir(half, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.GC(t.Context(), GCOptions{OlderThan: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(res.Removed, "half-aaaaaaaaaaaa") {
+		t.Fatalf("gc removed a session made a moment ago and not yet locked: %+v", res)
+	}
+	if _, err := os.Stat(half); err != nil {
+		t.Fatalf("the half-made session is gone: %v", err)
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	if err := os.Chtimes(half, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = r.GC(t.Context(), GCOptions{OlderThan: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(res.Removed, "half-aaaaaaaaaaaa") {
+		t.Errorf("gc kept a half-made session abandoned 2 minutes ago: %+v", res)
+	}
+}

@@ -79,6 +79,7 @@ func runConformance(t *testing.T, h harness) {
 		{"ConcurrentCAS", testConcurrentCAS},
 		{"Format1", testFormat1},
 		{"SpoolTo", testSpoolTo},
+		{"LoadProgress", testLoadProgress},
 		{"StepIdentity", testStepIdentity},
 		{"StepClaim", testStepClaim},
 		{"StepConcurrentClaims", testStepConcurrentClaims},

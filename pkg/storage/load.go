@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 )
@@ -92,14 +91,19 @@ func (s *Session) readManifest(ctx context.Context, name string) (*manifest, err
 // handed out: a format-2 payload object against the manifest's size and
 // SHA-256, a format-1 file against its trailer.
 func (s *Session) openPayload(ctx context.Context, m *manifest) (*Checkpoint, error) {
-	return s.openPayloadInto(ctx, m, nil)
+	return s.openPayloadInto(ctx, m, &LoadConfig{})
 }
 
-// openPayloadInto is openPayload that, given a spool file and a backend that
-// downloads objects to read them, downloads a format-2 payload into spool.
-func (s *Session) openPayloadInto(ctx context.Context, m *manifest, spool *os.File) (*Checkpoint, error) {
+// openPayloadInto is openPayload as c asks: given a spool file and a backend
+// that downloads objects to read them, it downloads a format-2 payload into
+// c.Spool; it tells c.Progress how much of the payload it verified.
+func (s *Session) openPayloadInto(ctx context.Context, m *manifest, c *LoadConfig) (*Checkpoint, error) {
+	spool := c.Spool
 	if !m.hasPayload() {
 		return nil, s.errorf("%w", ErrNoCheckpoint)
+	}
+	if c.Progress != nil {
+		ctx = context.WithValue(ctx, progressKey{}, c.Progress)
 	}
 	key := m.payloadKey()
 	var (
@@ -131,8 +135,13 @@ func (s *Session) openPayloadInto(ctx context.Context, m *manifest, spool *os.Fi
 		return nil, s.errorf("%s: %w", s.path(key), err)
 	}
 	off, size := int64(0), m.size()
+	var verified io.ReaderAt = obj
+	if c.Progress != nil {
+		c.Progress(Progress{Pass: PassVerify, Total: size})
+		verified = &progressReaderAt{r: obj, total: size, report: c.Progress}
+	}
 	if m.h.Format == 1 {
-		info, verr := checkpoint.Verify(obj, obj.Size())
+		info, verr := checkpoint.Verify(verified, obj.Size())
 		switch {
 		case verr != nil:
 			err = verr
@@ -142,7 +151,7 @@ func (s *Session) openPayloadInto(ctx context.Context, m *manifest, spool *os.Fi
 			off, size = info.PayloadOffset, info.PayloadSize
 		}
 	} else {
-		err = checkpoint.VerifyPayload(obj, obj.Size(), m.h.Payload)
+		err = checkpoint.VerifyPayload(verified, obj.Size(), m.h.Payload)
 	}
 	if err != nil {
 		obj.Close()
@@ -160,6 +169,24 @@ func (s *Session) openPayloadInto(ctx context.Context, m *manifest, spool *os.Fi
 			io.Closer
 		}{io.NewSectionReader(obj, off, size), obj},
 	}, nil
+}
+
+// progressReaderAt tells report how far one pass over r, reading it in
+// order from its start, has come.
+type progressReaderAt struct {
+	r      io.ReaderAt
+	total  int64
+	done   int64
+	report func(Progress)
+}
+
+func (p *progressReaderAt) ReadAt(b []byte, off int64) (int, error) {
+	n, err := p.r.ReadAt(b, off)
+	if end := off + int64(n); end > p.done {
+		p.done = end
+		p.report(Progress{Pass: PassVerify, Done: min(end, p.total), Total: p.total})
+	}
+	return n, err
 }
 
 // errMoved means that what a reader looked at changed under it: a writer
@@ -210,7 +237,7 @@ func (s *Session) movedSince(ctx context.Context, err error) bool {
 
 func (s *Session) load(ctx context.Context, c *LoadConfig) (*Checkpoint, error) {
 	if c.Generation != nil {
-		return s.loadGeneration(ctx, *c.Generation, c.Spool)
+		return s.loadGeneration(ctx, *c.Generation, c)
 	}
 	cur, err := s.readManifest(ctx, CheckpointFile)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -221,7 +248,7 @@ func (s *Session) load(ctx context.Context, c *LoadConfig) (*Checkpoint, error) 
 	}
 	var cp *Checkpoint
 	if err == nil {
-		if cp, err = s.openPayloadInto(ctx, cur, c.Spool); err == nil || errors.Is(err, errMoved) {
+		if cp, err = s.openPayloadInto(ctx, cur, c); err == nil || errors.Is(err, errMoved) {
 			return cp, err
 		}
 	}
@@ -244,7 +271,7 @@ func (s *Session) load(ctx context.Context, c *LoadConfig) (*Checkpoint, error) 
 	if c.Strict {
 		return nil, &readError{err: err, base: base}
 	}
-	cp, ferr := s.fallback(ctx, cur, err, c.Spool)
+	cp, ferr := s.fallback(ctx, cur, err, c)
 	if ferr != nil {
 		return nil, &readError{err: ferr, base: base}
 	}
@@ -253,7 +280,7 @@ func (s *Session) load(ctx context.Context, c *LoadConfig) (*Checkpoint, error) 
 
 // fallback returns the newest intact kept generation older than the damaged
 // current one; first is why the current one failed.
-func (s *Session) fallback(ctx context.Context, cur *manifest, first error, spool *os.File) (*Checkpoint, error) {
+func (s *Session) fallback(ctx context.Context, cur *manifest, first error, c *LoadConfig) (*Checkpoint, error) {
 	gens, err := s.keptGenerations(ctx, cur)
 	if err != nil {
 		return nil, errors.Join(first, err)
@@ -266,7 +293,7 @@ func (s *Session) fallback(ctx context.Context, cur *manifest, first error, spoo
 		}
 		if err == nil {
 			var cp *Checkpoint
-			if cp, err = s.openPayloadInto(ctx, m, spool); err == nil {
+			if cp, err = s.openPayloadInto(ctx, m, c); err == nil {
 				cp.Skipped = skipped
 				return cp, nil
 			}
@@ -314,10 +341,10 @@ func (s *Session) listHistory(ctx context.Context) ([]uint64, error) {
 }
 
 // loadGeneration loads generation n, current or kept.
-func (s *Session) loadGeneration(ctx context.Context, n uint64, spool *os.File) (*Checkpoint, error) {
+func (s *Session) loadGeneration(ctx context.Context, n uint64, c *LoadConfig) (*Checkpoint, error) {
 	cur, err := s.readManifest(ctx, CheckpointFile)
 	if err == nil && cur.h.Generation == n && n > 0 {
-		return s.openPayloadInto(ctx, cur, spool)
+		return s.openPayloadInto(ctx, cur, c)
 	}
 	m, err := s.readManifest(ctx, historyName(n))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -332,5 +359,5 @@ func (s *Session) loadGeneration(ctx context.Context, n uint64, spool *os.File) 
 	if m.h.Generation != n {
 		return nil, s.errorf("%s: %w", s.path(m.name), &checkpoint.CorruptError{Reason: fmt.Sprintf("holds generation %d, not %d", m.h.Generation, n)})
 	}
-	return s.openPayloadInto(ctx, m, spool)
+	return s.openPayloadInto(ctx, m, c)
 }

@@ -258,6 +258,9 @@ type LoadConfig struct {
 	Generation *uint64 // nil: the current generation
 	Strict     bool
 	Spool      *os.File
+	// Progress, when set, is told how far each pass over the payload has
+	// come (see ReportProgress).
+	Progress func(Progress)
 }
 
 // SpoolTo gives Load a file of the caller's to download the payload into,
@@ -276,6 +279,44 @@ func AtGeneration(n uint64) LoadOption { return func(c *LoadConfig) { c.Generati
 // Strict makes Load fail when the current checkpoint is damaged, instead of
 // falling back to an older generation.
 func Strict() LoadOption { return func(c *LoadConfig) { c.Strict = true } }
+
+// Progress is how far one pass over a payload has come.
+type Progress struct {
+	// Pass is PassDownload or PassVerify.
+	Pass string
+	// Done of Total bytes; Total is -1 when unknown.
+	Done, Total int64
+}
+
+// The passes a load makes over a payload before it hands out a byte: a
+// backend that downloads objects to read them (S3) downloads it, then it
+// is verified.
+const (
+	PassDownload = "download"
+	PassVerify   = "verify"
+)
+
+// ReportProgress has Load call fn as it downloads and verifies the payload:
+// a load of a large payload spends most of its time there, before the
+// first byte is handed out. A fallback to an older generation starts again
+// from 0. fn may be called from another goroutine than Load's, never from
+// two at once, and must not block.
+func ReportProgress(fn func(Progress)) LoadOption {
+	return func(c *LoadConfig) { c.Progress = fn }
+}
+
+type progressKey struct{}
+
+// DownloadProgress returns the function a backend that downloads objects
+// (see Spooler) tells how much of an object it downloaded, done of total
+// bytes (-1 when unknown): what ReportProgress asked for, else nil.
+func DownloadProgress(ctx context.Context) func(done, total int64) {
+	fn, _ := ctx.Value(progressKey{}).(func(Progress))
+	if fn == nil {
+		return nil
+	}
+	return func(done, total int64) { fn(Progress{Pass: PassDownload, Done: done, Total: total}) }
+}
 
 // NewLoadConfig applies opts.
 func NewLoadConfig(opts []LoadOption) *LoadConfig {

@@ -68,8 +68,13 @@ func (st *Store) CheckConditionalWrites(ctx context.Context) error {
 	if st.checked {
 		return nil
 	}
-	if st.readChecked(ctx) {
+	switch ok, err := st.readChecked(ctx); {
+	case ok:
 		return nil
+	case err != nil:
+		// The server cannot be reached: the requests below would only
+		// fail the same way, each after its retries.
+		return err
 	}
 	if _, err := st.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &st.bucket}); err != nil {
 		e := st.requestError("check", "", err).(*Error)
@@ -127,22 +132,25 @@ func (st *Store) CheckConditionalWrites(ctx context.Context) error {
 
 // readChecked reports whether an earlier process recorded a successful
 // check, and takes over its findings.
-func (st *Store) readChecked(ctx context.Context) bool {
+func (st *Store) readChecked(ctx context.Context) (bool, error) {
 	if b, err := os.ReadFile(st.cacheFile()); err == nil && st.adoptChecked(bytes.NewReader(b)) {
-		return true
+		return true, nil
 	}
 	key := st.prefix + CheckedMarker
 	out, err := st.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &st.bucket, Key: &key})
 	if err != nil {
-		return false
+		if unreachable(err) {
+			return false, st.requestError("check", "", err)
+		}
+		return false, nil
 	}
 	defer out.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(out.Body, 4096))
 	if err != nil || !st.adoptChecked(bytes.NewReader(b)) {
-		return false
+		return false, nil
 	}
 	st.cacheChecked(b)
-	return true
+	return true, nil
 }
 
 // adoptChecked takes over the findings of a check recorded in r.

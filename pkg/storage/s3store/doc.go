@@ -101,16 +101,22 @@
 // Open is one GET; CheckConditionalWrites is one GET once a check is
 // recorded, some fifteen requests otherwise. Configuration comes from the
 // AWS SDK's standard chain (AWS_* variables, shared config and credentials
-// files; AWS_ENDPOINT_URL_S3 for another endpoint) with Options on top;
-// most servers other than AWS need Options.UsePathStyle. Transient
-// failures (network errors, 5xx, 503 SlowDown) are retried by the SDK's
-// standard retryer, Options.MaxAttempts times with jittered exponential
-// backoff up to Options.MaxBackoff; an attempt fails if connecting takes 10
-// seconds or the response headers 60. A request that still fails is an
-// *Error whose one-line message names the bucket, the operation, the key
-// and the reason, and which wraps ErrNoBucket, ErrAccess (missing, rejected
-// or expired credentials) or ErrUnavailable where one applies. A missing
-// object is an error wrapping fs.ErrNotExist, a missing session
-// storage.ErrNotFound. The package never prints: the SDK's logger is
-// silenced.
+// files; AWS_ENDPOINT_URL_S3, or endpoint_url in the config file, for
+// another endpoint) with Options on top. Buckets are addressed path-style,
+// as most servers other than AWS need, when an endpoint is configured,
+// wherever from (Options.PathStyle decides otherwise). Transient failures
+// (network errors, 5xx, 503 SlowDown) are retried by the SDK's standard
+// retryer, Options.MaxAttempts times (else as the configuration's
+// max_attempts says, else 6) with jittered exponential backoff up to
+// Options.MaxBackoff; an attempt fails if connecting takes 10 seconds or
+// the response headers 60. A name that does not resolve, and a failed TLS
+// handshake, are not retried. A request that still fails is an *Error
+// whose one-line message names the bucket, the operation, the key and the
+// reason, and which wraps ErrNoBucket, ErrAccess (missing, rejected or
+// expired credentials) or ErrUnavailable where one applies; a request that
+// got no answer at all says what failed, and with which host, and wraps
+// ErrResolve, ErrRefused, ErrTimeout or ErrTLS as well. A missing object is
+// an error wrapping fs.ErrNotExist, a missing session storage.ErrNotFound.
+// The package never prints: the SDK's warnings go to Options.Warn, or
+// nowhere, and its debug output nowhere.
 package s3store

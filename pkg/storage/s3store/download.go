@@ -85,7 +85,7 @@ func (b *Backend) download(ctx context.Context, name string, into *os.File) (_ *
 	}
 	defer out.Body.Close()
 	size := aws.ToInt64(out.ContentLength)
-	body := &bodyReader{r: out.Body, want: size, known: out.ContentLength != nil}
+	body := &bodyReader{r: out.Body, want: size, known: out.ContentLength != nil, progress: storage.DownloadProgress(ctx)}
 	o := &object{name: b.where(name)}
 
 	if into != nil {
@@ -167,11 +167,20 @@ type bodyReader struct {
 	n     int64
 	want  int64
 	known bool
+	// progress, when set, is told how much was read, of want when known.
+	progress func(done, total int64)
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.n += int64(n)
+	if b.progress != nil && n > 0 {
+		total := b.want
+		if !b.known {
+			total = -1
+		}
+		b.progress(b.n, total)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, io.EOF) && (!b.known || b.n == b.want):

@@ -2,11 +2,14 @@ package s3store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
+	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -28,6 +31,22 @@ var (
 	// ErrUnavailable reports a server that could not be reached, or that
 	// kept failing or throttling requests after every retry.
 	ErrUnavailable = errors.New("server unavailable")
+	// ErrResolve, ErrRefused, ErrTimeout and ErrTLS say why a request got
+	// no answer at all. Each is an ErrUnavailable too: errors.Is holds for
+	// both.
+	//
+	// ErrResolve reports a host name that does not resolve: a mistyped
+	// endpoint, or no DNS.
+	ErrResolve error = netFailure("cannot resolve the server's name")
+	// ErrRefused reports a connection the server's host refused: nothing
+	// listens on that port.
+	ErrRefused error = netFailure("connection refused")
+	// ErrTimeout reports a connection, or an answer to a request, that did
+	// not come in time.
+	ErrTimeout error = netFailure("timed out")
+	// ErrTLS reports a TLS handshake that failed: a certificate this
+	// machine does not trust, or an http:// server named as https://.
+	ErrTLS error = netFailure("TLS handshake failed")
 	// ErrNoConditionalWrites reports a server that ignores If-None-Match or
 	// If-Match on writes, on which no lock or compare-and-swap can hold.
 	ErrNoConditionalWrites = errors.New("the server does not enforce conditional writes")
@@ -42,8 +61,11 @@ type Error struct {
 	Op     string // "get", "put", "delete", "list", ...
 	Key    string
 	Reason string
-	Kind   error // ErrNoBucket, ErrAccess, ErrUnavailable or nil
-	Err    error
+	// Kind is ErrNoBucket, ErrAccess, ErrUnavailable, one of the network
+	// failures that are ErrUnavailable too (ErrResolve, ErrRefused,
+	// ErrTimeout, ErrTLS), ErrNoConditionalWrites, or nil.
+	Kind error
+	Err  error
 }
 
 func (e *Error) Error() string {
@@ -77,14 +99,11 @@ func (st *Store) requestError(op, key string, err error) error {
 func describe(err error) (string, error) {
 	attempts := ""
 	var mae *retry.MaxAttemptsError
-	if errors.As(err, &mae) {
+	if errors.As(err, &mae) && mae.Attempt > 1 {
 		attempts = fmt.Sprintf("; gave up after %d attempts", mae.Attempt)
 	}
-	switch {
-	case errors.Is(err, context.Canceled):
+	if errors.Is(err, context.Canceled) {
 		return "interrupted", nil
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timed out" + attempts, ErrUnavailable
 	}
 	code, status := apiCode(err), httpStatus(err)
 	switch code {
@@ -121,24 +140,142 @@ func describe(err error) (string, error) {
 	if status > 0 {
 		return fmt.Sprintf("http status %d", status), nil
 	}
+	// Before the network failures: failing to find credentials can wrap
+	// one, that of the instance metadata service.
 	if r, ok := credentialsProblem(err); ok {
 		return r, ErrAccess
 	}
-	var ne net.Error
-	var ue *url.Error
-	var oe *net.OpError
-	switch {
-	case errors.As(err, &oe) && oe.Op == "dial":
-		return fmt.Sprintf("cannot connect to %s: %v%s", oe.Addr, oe.Err, attempts), ErrUnavailable
-	case errors.As(err, &ne) && ne.Timeout():
-		return "the connection timed out" + attempts, ErrUnavailable
-	case errors.As(err, &ue):
-		return fmt.Sprintf("%v%s", ue.Err, attempts), ErrUnavailable
-	case errors.As(err, &oe):
-		return fmt.Sprintf("%v%s", oe, attempts), ErrUnavailable
+	if r, kind, ok := networkProblem(err); ok {
+		return r + attempts, kind
 	}
 	return oneLine(err.Error()), nil
 }
+
+// networkProblem describes a request that got no HTTP answer: what failed
+// (the name lookup, the connection, the TLS handshake, the wait for an
+// answer) and with which host, in one line.
+func networkProblem(err error) (string, error, bool) {
+	var (
+		ue   *url.Error
+		oe   *net.OpError
+		dnse *net.DNSError
+		ne   net.Error
+	)
+	// host is the endpoint as the request named it (host:port), the
+	// bucket's own name included when it is addressed virtual-hosted.
+	host := ""
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			host = u.Host
+		}
+	}
+	isOp := errors.As(err, &oe)
+	dialed := func() string {
+		// The address dialed, when it says more than the host name.
+		if isOp && oe.Addr != nil && host != "" && oe.Addr.String() != host {
+			return fmt.Sprintf("%s (%s)", host, oe.Addr)
+		}
+		if host == "" && isOp && oe.Addr != nil {
+			return oe.Addr.String()
+		}
+		return orServer(host)
+	}
+	switch {
+	case errors.As(err, &dnse):
+		name := dnse.Name
+		if name == "" {
+			name = orServer(host)
+		}
+		switch {
+		case dnse.IsNotFound:
+			return fmt.Sprintf("cannot resolve %s: no such host", name), ErrResolve, true
+		case dnse.IsTimeout:
+			return fmt.Sprintf("cannot resolve %s: the DNS server did not answer in time", name), ErrResolve, true
+		}
+		return fmt.Sprintf("cannot resolve %s: %s", name, dnse.Err), ErrResolve, true
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("cannot connect to %s: connection refused", dialed()), ErrRefused, true
+	case isTLS(err):
+		return fmt.Sprintf("TLS handshake with %s failed: %s", orServer(host), tlsReason(err)), ErrTLS, true
+	case isOp && oe.Op == "dial" && (oe.Timeout() || errors.Is(err, context.DeadlineExceeded)):
+		return fmt.Sprintf("cannot connect to %s: timed out", dialed()), ErrTimeout, true
+	case (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, context.DeadlineExceeded):
+		if host == "" {
+			return "timed out", ErrTimeout, true
+		}
+		return fmt.Sprintf("%s did not answer in time", host), ErrTimeout, true
+	case isOp && oe.Op == "dial":
+		return fmt.Sprintf("cannot connect to %s: %s", dialed(), syscallReason(oe.Err)), ErrUnavailable, true
+	case ue != nil:
+		return fmt.Sprintf("%s: %s", orServer(host), oneLine(ue.Err.Error())), ErrUnavailable, true
+	case isOp:
+		return oneLine(oe.Error()), ErrUnavailable, true
+	}
+	return "", nil, false
+}
+
+// unreachable reports a request that got no HTTP answer at all.
+func unreachable(err error) bool {
+	_, _, ok := networkProblem(err)
+	return ok
+}
+
+func orServer(host string) string {
+	if host == "" {
+		return "the server"
+	}
+	return host
+}
+
+// syscallReason drops the name of the system call from err ("connect:
+// network is unreachable").
+func syscallReason(err error) string {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err.Error()
+	}
+	return oneLine(err.Error())
+}
+
+// isTLS reports a failed TLS handshake.
+func isTLS(err error) bool {
+	var (
+		cve *tls.CertificateVerificationError
+		rhe tls.RecordHeaderError
+		ae  tls.AlertError
+	)
+	return errors.As(err, &cve) || errors.As(err, &rhe) || errors.As(err, &ae) || noTLS(err)
+}
+
+// noTLS reports an http:// server named as https://. Package net/http says
+// so in an error of no type of its own.
+func noTLS(err error) bool {
+	return strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
+}
+
+func tlsReason(err error) string {
+	var (
+		cve *tls.CertificateVerificationError
+		rhe tls.RecordHeaderError
+		ae  tls.AlertError
+	)
+	switch {
+	case errors.As(err, &rhe), noTLS(err):
+		return "the server does not speak TLS (is the endpoint http://?)"
+	case errors.As(err, &cve):
+		return oneLine(cve.Err.Error())
+	case errors.As(err, &ae):
+		return ae.Error()
+	}
+	return oneLine(err.Error())
+}
+
+// netFailure is the type of the network failures, each an ErrUnavailable.
+type netFailure string
+
+func (e netFailure) Error() string { return string(e) }
+
+func (netFailure) Unwrap() error { return ErrUnavailable }
 
 // credentialsProblem recognises the SDK's failure to find or refresh
 // credentials, which has no exported type.

@@ -12,7 +12,10 @@ func SetNoRenew(st *Store) { st.noRenew = true }
 func SetCopyLimit(st *Store, n int64) { st.testCopyLimit = n }
 
 // ReadChecked reports whether st finds a recorded conditional-writes check.
-func ReadChecked(ctx context.Context, st *Store) bool { return st.readChecked(ctx) }
+func ReadChecked(ctx context.Context, st *Store) bool {
+	ok, _ := st.readChecked(ctx)
+	return ok
+}
 
 // Key returns the key of object name of b.
 func Key(b *Backend, name string) string { return b.dir + name }

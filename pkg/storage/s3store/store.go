@@ -17,7 +17,6 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go/logging"
 
 	"github.com/ckpt-dev/ckpt/pkg/checkpoint"
 )
@@ -38,12 +37,33 @@ const (
 	maxParts = 10000
 )
 
-// Options configure a Store. The zero value works with AWS S3; most other
-// S3-compatible servers need UsePathStyle.
+// PathStyle chooses how requests name the bucket: in the path,
+// ENDPOINT/BUCKET/KEY, as MinIO, versitygw and most other S3-compatible
+// servers need, or in the host name, BUCKET.ENDPOINT/KEY, as AWS S3
+// prefers.
+type PathStyle int
+
+const (
+	// PathStyleAuto, the default, addresses buckets path-style when an
+	// endpoint is configured, from whatever source the SDK takes it
+	// (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, endpoint_url in the shared
+	// config file's profile or in its services section) or from
+	// Options.Endpoint: that is a server other than AWS's. Without one,
+	// requests go to AWS S3, virtual-hosted.
+	PathStyleAuto PathStyle = iota
+	// PathStyleOn always addresses buckets path-style.
+	PathStyleOn
+	// PathStyleOff never does, whatever the endpoint.
+	PathStyleOff
+)
+
+// Options configure a Store. The zero value works with AWS S3, and with
+// another server that the SDK's configuration names as the endpoint.
 type Options struct {
-	// UsePathStyle addresses objects as ENDPOINT/BUCKET/KEY instead of
-	// BUCKET.ENDPOINT/KEY, as MinIO, versitygw and most other S3-compatible
-	// servers need.
+	// PathStyle chooses path-style or virtual-hosted addressing; by
+	// default path-style exactly when an endpoint is configured.
+	PathStyle PathStyle
+	// UsePathStyle, if true, is PathStyle: PathStyleOn.
 	UsePathStyle bool
 	// Endpoint, if set, overrides the endpoint that the SDK's configuration
 	// names (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the shared config file).
@@ -73,8 +93,9 @@ type Options struct {
 	TempDir string
 	// MaxAttempts is how many times the SDK tries a request that fails with
 	// a transient error (a network error, 5xx, 503 SlowDown), with jittered
-	// exponential backoff up to MaxBackoff. Defaults DefaultMaxAttempts and
-	// DefaultMaxBackoff.
+	// exponential backoff up to MaxBackoff. Defaults: the SDK's
+	// configuration (AWS_MAX_ATTEMPTS, max_attempts in the shared config
+	// file), else DefaultMaxAttempts; DefaultMaxBackoff.
 	MaxAttempts int
 	MaxBackoff  time.Duration
 	// ListPageSize is how many keys a list request asks for; default 1000,
@@ -93,6 +114,12 @@ type Options struct {
 	// connecting (10s) and waiting for response headers (60s), but not the
 	// transfer of a body.
 	HTTPClient s3.HTTPClient
+	// Warn, if set, receives the warnings the AWS SDK logs (such as
+	// "falling back to IMDSv1"), each once, as one line starting "aws sdk:
+	// ", and never from two goroutines at once. Without it they are
+	// dropped, as is the SDK's debug output always: the package never
+	// prints.
+	Warn func(msg string)
 }
 
 func (o *Options) defaults() error {
@@ -108,9 +135,6 @@ func (o *Options) defaults() error {
 	if o.Concurrency == 0 {
 		o.Concurrency = DefaultConcurrency
 	}
-	if o.MaxAttempts == 0 {
-		o.MaxAttempts = DefaultMaxAttempts
-	}
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = DefaultMaxBackoff
 	}
@@ -124,8 +148,12 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("stale grace %s is shorter than a second, the resolution of HTTP dates", o.StaleGrace)
 	case o.PartSize < MinPartSize:
 		return fmt.Errorf("part size %d is below S3's minimum of %d", o.PartSize, MinPartSize)
-	case o.Concurrency < 1, o.MaxAttempts < 1, o.ListPageSize < 1 || o.ListPageSize > 1000:
+	case o.Concurrency < 1, o.MaxAttempts < 0, o.ListPageSize < 1 || o.ListPageSize > 1000:
 		return errors.New("concurrency, attempts and list page size must be positive, the page size at most 1000")
+	case o.PathStyle < PathStyleAuto || o.PathStyle > PathStyleOff:
+		return fmt.Errorf("path style %d is none of auto, on and off", o.PathStyle)
+	case o.UsePathStyle && o.PathStyle == PathStyleOff:
+		return errors.New("UsePathStyle contradicts PathStyleOff")
 	}
 	return nil
 }
@@ -178,7 +206,14 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	if err := o.defaults(); err != nil {
 		return nil, fmt.Errorf("s3 store %s: %w", url, err)
 	}
-	var opts []func(*config.LoadOptions) error
+	logger := sdkLogger(o.Warn)
+	opts := []func(*config.LoadOptions) error{
+		// Before anything is built from the configuration: the credential
+		// providers (the instance metadata client among them) keep the
+		// logger they are given.
+		config.WithLogger(logger),
+		config.WithClientLogMode(0),
+	}
 	if o.Region != "" {
 		opts = append(opts, config.WithRegion(o.Region))
 	}
@@ -189,18 +224,7 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	if o.HTTPClient != nil {
 		httpClient = o.HTTPClient
 	}
-	opts = append(opts,
-		config.WithHTTPClient(httpClient),
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(so *retry.StandardOptions) {
-				so.MaxAttempts = o.MaxAttempts
-				so.MaxBackoff = o.MaxBackoff
-				// The client-side retry quota would turn a burst of
-				// throttling into instant failures; the attempts and the
-				// backoff bound retries instead.
-				so.RateLimiter = ratelimit.None
-			})
-		}))
+	opts = append(opts, config.WithHTTPClient(httpClient))
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("s3 store %s: load AWS configuration: %w", url, err)
@@ -208,18 +232,59 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
-	// A package never prints: the SDK logs nothing.
-	cfg.Logger = logging.Nop{}
-	cfg.ClientLogMode = 0
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = cfg.RetryMaxAttempts
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	// The retryer is set here, not with config.WithRetryer, so that the
+	// configuration's max_attempts is read; and RetryMaxAttempts is
+	// cleared so that the client does not wrap the retryer again.
+	cfg.RetryMaxAttempts = 0
+	cfg.Retryer = func() aws.Retryer {
+		return retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = o.MaxAttempts
+			so.MaxBackoff = o.MaxBackoff
+			// The client-side retry quota would turn a burst of throttling
+			// into instant failures; the attempts and the backoff bound
+			// retries instead.
+			so.RateLimiter = ratelimit.None
+			// A failed TLS handshake fails the same way a second later, as
+			// a name that does not resolve does (which the SDK knows).
+			so.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+				if isTLS(err) {
+					return aws.FalseTernary
+				}
+				return aws.UnknownTernary
+			})}, so.Retryables...)
+		})
+	}
+	cfg.Logger, cfg.ClientLogMode = logger, 0
 	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
 		so.DisableLogOutputChecksumValidationSkipped = true
-		so.UsePathStyle = o.UsePathStyle
 		if o.Endpoint != "" {
 			so.BaseEndpoint = aws.String(o.Endpoint)
 		}
+		// so.BaseEndpoint is the endpoint the SDK resolved from every
+		// source, the services section of the shared config file included
+		// (it is not in cfg.BaseEndpoint), with o.Endpoint on top.
+		so.UsePathStyle = o.pathStyle(so.BaseEndpoint != nil)
 	})
 	return &Store{client: client, bucket: bucket, prefix: prefix, o: o, condDelete: true,
 		endpoint: aws.ToString(client.Options().BaseEndpoint) + " " + client.Options().Region}, nil
+}
+
+// pathStyle reports whether to address buckets path-style, given whether
+// an endpoint is configured.
+func (o *Options) pathStyle(endpoint bool) bool {
+	switch {
+	case o.UsePathStyle, o.PathStyle == PathStyleOn:
+		return true
+	case o.PathStyle == PathStyleOff:
+		return false
+	}
+	return endpoint
 }
 
 // defaultHTTPClient bounds connecting and waiting for response headers, so
