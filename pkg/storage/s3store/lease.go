@@ -327,7 +327,7 @@ func (l *lease) renew(ctx context.Context) error {
 		l.etag, l.renewed = ls.etag, t0
 		return nil
 	}
-	l.lost = l.b.lostError("this writer's lease was broken, so it saved nothing; another writer may have saved since")
+	l.lost = l.b.lostError("this writer's lease was broken (another writer may have saved since); nothing was saved")
 	return l.lost
 }
 
