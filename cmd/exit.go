@@ -100,10 +100,7 @@ func (a *app) reportError(err error) {
 		errs = l
 	}
 	for _, e := range errs {
-		fmt.Fprintf(a.io.Err, "ckpt: %s\n", message(e))
-		for _, h := range a.hints(e) {
-			fmt.Fprintf(a.io.Err, "ckpt: hint: %s\n", h)
-		}
+		a.printError(message(e), a.hints(e))
 	}
 }
 

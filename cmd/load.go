@@ -103,7 +103,7 @@ func (a *app) runLoad(ctx context.Context, o loadOptions) error {
 		}
 		m := a.loadMeter(output, "load", size)
 		defer m.end()
-		return a.writePayload(output, m.reader(f))
+		return a.writePayload(output, m.reader(f, ""))
 	}
 	s, err := a.session(ctx, o.id)
 	if err != nil {
@@ -145,7 +145,7 @@ func (a *app) runLoad(ctx context.Context, o loadOptions) error {
 		cp.ReadCloser = struct {
 			io.Reader
 			io.Closer
-		}{m.reader(cp.ReadCloser), cp.ReadCloser}
+		}{m.reader(cp.ReadCloser, ""), cp.ReadCloser}
 		return cp, nil
 	}
 	if output != "" && output != "-" {
@@ -174,10 +174,18 @@ func (a *app) runLoad(ctx context.Context, o loadOptions) error {
 }
 
 // loadMeter starts the meter of a load to output, unless the payload goes
-// to a terminal, where the meter would draw over it.
+// to a terminal, where the meter would draw over it, or to a device or a
+// FIFO (-o /dev/tty, -o /dev/stderr), which may be one.
 func (a *app) loadMeter(output, what string, size int64) *meter {
-	if (output == "" || output == "-") && a.terminal(a.io.Out) {
-		return nil
+	switch output {
+	case "", "-":
+		if a.terminal(a.io.Out) {
+			return nil
+		}
+	default:
+		if _, special, err := outputTarget(output); err != nil || special {
+			return nil
+		}
 	}
 	return a.startMeter(what, size)
 }

@@ -319,7 +319,7 @@ func (a *app) printVerify(rep *repository.Report) error {
 			}
 		}
 	}
-	a.notice("verified %d sessions: %d problems, %d corrupt checkpoints", rep.Verified, len(fs), rep.Corrupt)
+	a.notice("verified %s: %s, %s", plural(rep.Verified, "session"), plural(len(fs), "problem"), plural(rep.Corrupt, "corrupt checkpoint"))
 	return nil
 }
 
@@ -475,13 +475,14 @@ func (a *app) printRetry(at checkpoint.Attempt, exit, run, runs int) {
 	a.notice("step %s: run %d of %d (attempt %d) failed with exit status %d; trying again", at.Step, run, runs, at.N, exit)
 }
 
-// printStepEnd says on stderr how a step that did not pass ended.
+// printStepEnd says on stderr how a step that did not pass ended: the line
+// that goes with ckpt step's non-zero exit, which --quiet keeps.
 func (a *app) printStepEnd(at checkpoint.Attempt) {
 	if at.N > 1 {
-		a.notice("step %s %s with exit status %d (attempt %d)", at.Step, at.State, at.Exit, at.N)
+		a.failure("step %s %s with exit status %d (attempt %d)", at.Step, at.State, at.Exit, at.N)
 		return
 	}
-	a.notice("step %s %s with exit status %d", at.Step, at.State, at.Exit)
+	a.failure("step %s %s with exit status %d", at.Step, at.State, at.Exit)
 }
 
 // printCrashed says on stderr that an attempt found dead was recorded.
@@ -715,20 +716,44 @@ func oneLine(s string, n int) string {
 // warn prints a warning on stderr, one line whatever its arguments hold,
 // unless --quiet.
 func (a *app) warn(format string, args ...any) {
-	if a.quiet {
-		return
+	if !a.quiet {
+		a.line("ckpt: warning: ", format, args...)
 	}
-	fmt.Fprintf(a.io.Err, "ckpt: warning: %s\n", printable(fmt.Sprintf(format, args...)))
 }
 
 // notice prints an informational line on stderr, where it does not mix with
 // the data on stdout; one line whatever its arguments hold. --quiet
 // silences it.
 func (a *app) notice(format string, args ...any) {
-	if a.quiet {
-		return
+	if !a.quiet {
+		a.line("ckpt: ", format, args...)
 	}
-	fmt.Fprintf(a.io.Err, "ckpt: %s\n", printable(fmt.Sprintf(format, args...)))
+}
+
+// failure prints on stderr why ckpt exits non-zero when that is not an
+// error of its own (a step's command failed): --quiet keeps it, as it keeps
+// errors.
+func (a *app) failure(format string, args ...any) {
+	a.line("ckpt: ", format, args...)
+}
+
+// printError renders an error and what the user can do about it, one line
+// each.
+func (a *app) printError(msg string, hints []string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ckpt: %s\n", printable(msg))
+	for _, h := range hints {
+		fmt.Fprintf(&b, "ckpt: hint: %s\n", printable(h))
+	}
+	a.meter.above(func() { io.WriteString(a.io.Err, b.String()) })
+}
+
+// line writes one line on stderr, above the progress meter when one is
+// drawn.
+func (a *app) line(prefix, format string, args ...any) {
+	a.meter.above(func() {
+		fmt.Fprintf(a.io.Err, "%s%s\n", prefix, printable(fmt.Sprintf(format, args...)))
+	})
 }
 
 // progressDelay is how long a save or load goes on before its progress is
@@ -737,9 +762,10 @@ var progressDelay = time.Second
 
 // meter shows how a long save or load goes: bytes done, of how many, and
 // the rate, on one line of stderr redrawn in place
-// (github.com/schollz/progressbar), cleared when it ends. It shows nothing
-// before progressDelay, nor ever when stderr is not a terminal or under
-// --quiet. A nil meter counts nothing.
+// (github.com/schollz/progressbar), cleared when it ends and while another
+// line is written (app.line). It shows nothing before progressDelay, nor
+// ever when stderr is not a terminal, under --quiet, or on a terminal too
+// narrow for it. A nil meter counts nothing.
 type meter struct {
 	done  atomic.Int64
 	total atomic.Int64 // -1: unknown
@@ -747,16 +773,23 @@ type meter struct {
 	stop  chan struct{}
 	ended chan struct{}
 	once  sync.Once
+	// mu guards the drawing: bar, and what reaches stderr.
+	mu  sync.Mutex
+	bar *progressbar.ProgressBar
 }
 
+// meterWidth is how many columns the meter's line takes at most.
+const meterWidth = 80
+
 // startMeter starts a meter of a pass called what over total bytes (-1 when
-// unknown); the caller ends it with end.
+// unknown); the caller ends it with end. There is one meter at a time.
 func (a *app) startMeter(what string, total int64) *meter {
-	if a.quiet || !a.terminal(a.io.Err) {
+	if a.quiet || !a.terminal(a.io.Err) || terminalWidth(a.io.Err) < meterWidth {
 		return nil
 	}
 	m := &meter{stop: make(chan struct{}), ended: make(chan struct{})}
 	m.pass(what, total)
+	a.meter = m
 	go m.show(a.io.Err)
 	return m
 }
@@ -781,22 +814,27 @@ func (m *meter) set(done, total int64) {
 	m.done.Store(done)
 }
 
-// reader counts what is read through r as done.
-func (m *meter) reader(r io.Reader) io.Reader {
+// reader counts what is read through r as done; at its end, the pass
+// becomes then.
+func (m *meter) reader(r io.Reader, then string) io.Reader {
 	if m == nil {
 		return r
 	}
-	return &meterReader{r: r, m: m}
+	return &meterReader{r: r, m: m, then: then}
 }
 
 type meterReader struct {
-	r io.Reader
-	m *meter
+	r    io.Reader
+	m    *meter
+	then string
 }
 
 func (r *meterReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	r.m.done.Add(int64(n))
+	if err == io.EOF && r.then != "" {
+		r.m.pass(r.then, -1)
+	}
 	return n, err
 }
 
@@ -807,21 +845,19 @@ func (m *meter) show(out io.Writer) {
 	defer close(m.ended)
 	start := time.Now()
 	gate := &gateWriter{w: out}
-	var (
-		bar  *progressbar.ProgressBar
-		what string
-	)
+	var what string
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		m.mu.Lock()
 		gate.open = time.Since(start) >= progressDelay
-		if w := *m.what.Load(); bar == nil || w != what {
-			if bar != nil {
-				bar.Clear()
-				bar.Exit()
+		if w := *m.what.Load(); m.bar == nil || w != what {
+			if m.bar != nil {
+				m.bar.Clear()
+				m.bar.Exit()
 			}
 			what = w
-			bar = progressbar.NewOptions64(m.total.Load(),
+			m.bar = progressbar.NewOptions64(m.total.Load(),
 				progressbar.OptionSetWriter(gate),
 				progressbar.OptionSetDescription("ckpt: "+what),
 				progressbar.OptionShowBytes(true),
@@ -835,15 +871,34 @@ func (m *meter) show(out io.Writer) {
 				progressbar.OptionThrottle(0),
 				progressbar.OptionClearOnFinish())
 		}
-		bar.ChangeMax64(m.total.Load())
-		bar.Set64(m.done.Load())
+		m.bar.ChangeMax64(m.total.Load())
+		m.bar.Set64(m.done.Load())
+		m.mu.Unlock()
 		select {
 		case <-m.stop:
-			bar.Clear()
+			m.mu.Lock()
+			m.bar.Clear()
+			m.bar = nil
+			m.mu.Unlock()
 			return
 		case <-tick.C:
 		}
 	}
+}
+
+// above runs write, which writes a line on stderr, with the meter's line
+// cleared; the meter draws itself again at its next tick.
+func (m *meter) above(write func()) {
+	if m == nil {
+		write()
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.bar != nil {
+		m.bar.Clear()
+	}
+	write()
 }
 
 // gateWriter passes writes on to w once open, and drops them before.

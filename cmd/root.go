@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,10 +29,10 @@ type IO struct {
 	In  io.Reader
 	Out io.Writer
 	Err io.Writer
-	// Terminal reports whether w, Out or Err, is a terminal, which changes
-	// what ckpt writes there (a binary payload is refused, progress is
-	// shown); nil asks the operating system.
-	Terminal func(w io.Writer) bool
+	// Terminal reports whether stream, In, Out or Err, is a terminal, which
+	// changes what ckpt writes there (a binary payload is refused, progress
+	// is shown); nil asks the operating system.
+	Terminal func(stream any) bool
 }
 
 // app holds what every command shares: I/O, the environment and the global
@@ -46,14 +47,16 @@ type app struct {
 	lease time.Duration
 	json  bool
 	quiet bool
+	// meter is the progress meter on stderr, nil when none is drawn.
+	meter *meter
 }
 
-// terminal reports whether w is a terminal (see IO.Terminal).
-func (a *app) terminal(w io.Writer) bool {
+// terminal reports whether stream is a terminal (see IO.Terminal).
+func (a *app) terminal(stream any) bool {
 	if a.io.Terminal != nil {
-		return a.io.Terminal(w)
+		return a.io.Terminal(stream)
 	}
-	return isTerminal(w)
+	return isTerminal(stream)
 }
 
 const rootLong = `ckpt keeps checkpointed test-run sessions on disk. A long run saves its state
@@ -205,6 +208,10 @@ func (a *app) repoPath() (string, error) {
 	}
 	if s3store.IsURL(p) {
 		return s3Root(p)
+	}
+	if len(p) >= 3 && strings.EqualFold(p[:3], "s3:") {
+		// S3://, s3:/bucket: a mistyped URL, not a directory named so.
+		return "", usageError{fmt.Errorf("%w: %q: want s3://BUCKET or s3://BUCKET/PREFIX, in lowercase (for a directory whose name starts with s3:, write ./%s)", errRepoURL, p, p)}
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {

@@ -137,13 +137,18 @@ func (a *app) runSave(ctx context.Context, o saveOptions) error {
 		}
 		in = f
 	}
-	m := a.startMeter("save", size)
+	// No meter while the user types the payload at the terminal.
+	var m *meter
+	if o.file != "" || !a.terminal(a.io.In) {
+		m = a.startMeter("save: wait for the lock", -1)
+	}
 	defer m.end()
-	in = m.reader(in)
+	in = m.reader(in, "save: commit")
 	if t, err := a.txnFor(o.id); err != nil || t != nil {
 		if err != nil {
 			return err
 		}
+		m.pass("save", size)
 		return a.saveInTxn(t, in, &o, m)
 	}
 	s, err := a.session(ctx, o.id)
@@ -152,6 +157,7 @@ func (a *app) runSave(ctx context.Context, o saveOptions) error {
 	}
 	var saved *storage.Saved
 	err = a.waiter(s, &o.lock).Do(ctx, func() (err error) {
+		m.pass("save", size)
 		saved, err = s.Save(ctx, struct{ io.Reader }{in}, o.opts...)
 		return err
 	})

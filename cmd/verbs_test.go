@@ -3,7 +3,6 @@ package cmd
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -83,7 +82,7 @@ func (r *verbRepo) main(t *testing.T, code int, args ...string) string {
 func (r *verbRepo) app(terminal, asJSON bool) (*app, *bytes.Buffer, *bytes.Buffer) {
 	var out, errb bytes.Buffer
 	a := &app{
-		io:     IO{In: strings.NewReader(""), Out: &out, Err: &errb, Terminal: func(io.Writer) bool { return terminal }},
+		io:     IO{In: strings.NewReader(""), Out: &out, Err: &errb, Terminal: func(any) bool { return terminal }},
 		getenv: r.getenv,
 		now:    func() time.Time { return r.now },
 		json:   asJSON,
@@ -236,7 +235,7 @@ func TestVerbsRefuseEscapedStepNames(t *testing.T) {
 	} {
 		for _, terminal := range []bool{false, true} {
 			var out, errb bytes.Buffer
-			stdio := IO{In: strings.NewReader(""), Out: &out, Err: &errb, Terminal: func(io.Writer) bool { return terminal }}
+			stdio := IO{In: strings.NewReader(""), Out: &out, Err: &errb, Terminal: func(any) bool { return terminal }}
 			if code := Main(args, stdio, r.getenv); code != exitUsage {
 				t.Errorf("%s, terminal %v: exit %d, want %d; stderr %q", args[0], terminal, code, exitUsage, errb.String())
 			}

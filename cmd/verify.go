@@ -64,10 +64,10 @@ func (a *app) runVerify(ctx context.Context, o verifyOptions) error {
 	errs := rep.Errs
 	switch {
 	case rep.Corrupt > 0:
-		errs = append(errs, &checkpoint.CorruptError{Reason: fmt.Sprintf("%d corrupt checkpoints found", rep.Corrupt)})
+		errs = append(errs, &checkpoint.CorruptError{Reason: "verify found " + plural(rep.Corrupt, "corrupt generation")})
 	case len(rep.Findings) > 0:
 		// Exit 1: a problem, though no checkpoint is lost.
-		errs = append(errs, fmt.Errorf("%d problems found", len(rep.Findings)))
+		errs = append(errs, fmt.Errorf("verify found %s", plural(len(rep.Findings), "problem")))
 	}
 	if len(errs) > 0 {
 		return errorList(errs)
