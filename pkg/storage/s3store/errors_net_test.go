@@ -57,9 +57,16 @@ func TestNetworkErrors(t *testing.T) {
 		client := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
 			tr.ResponseHeaderTimeout = 100 * time.Millisecond
 		})
-		st := fakeStore(t, "http://"+addr, s3store.Options{HTTPClient: client, MaxAttempts: 2})
+		var warnings []string
+		warn := func(msg string) { warnings = append(warnings, msg) }
+		st := fakeStore(t, "http://"+addr, s3store.Options{HTTPClient: client, MaxAttempts: 2, Warn: warn})
 		err := st.CheckConditionalWrites(t.Context())
 		wantNetError(t, err, s3store.ErrTimeout, "check: "+addr+" did not answer in time; gave up after 2 attempts")
+		// Each retry after a wait is said, so that a hung server does not
+		// keep ckpt silent for minutes.
+		if want := "s3: " + addr + " did not answer in time; trying again (attempt 2 of 2)"; len(warnings) != 1 || warnings[0] != want {
+			t.Errorf("warnings %q, want one: %q", warnings, want)
+		}
 		// The check gives up after its first request, and its retries:
 		// the others would only fail the same way.
 		if n := conns.Load(); n != 2 {

@@ -116,8 +116,9 @@ type Options struct {
 	HTTPClient s3.HTTPClient
 	// Warn, if set, receives the warnings the AWS SDK logs (such as
 	// "falling back to IMDSv1"), each once, as one line starting "aws sdk:
-	// ", and never from two goroutines at once. Without it they are
-	// dropped, as is the SDK's debug output always: the package never
+	// ", and a line starting "s3: " before each retry of a request that got
+	// no answer in time; never from two goroutines at once. Without it they
+	// are dropped, as is the SDK's debug output always: the package never
 	// prints.
 	Warn func(msg string)
 }
@@ -206,7 +207,8 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	if err := o.defaults(); err != nil {
 		return nil, fmt.Errorf("s3 store %s: %w", url, err)
 	}
-	logger := sdkLogger(o.Warn)
+	warn := serialized(o.Warn)
+	logger := sdkLogger(warn)
 	opts := []func(*config.LoadOptions) error{
 		// Before anything is built from the configuration: the credential
 		// providers (the instance metadata client among them) keep the
@@ -243,7 +245,7 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	// cleared so that the client does not wrap the retryer again.
 	cfg.RetryMaxAttempts = 0
 	cfg.Retryer = func() aws.Retryer {
-		return retry.NewStandard(func(so *retry.StandardOptions) {
+		std := retry.NewStandard(func(so *retry.StandardOptions) {
 			so.MaxAttempts = o.MaxAttempts
 			so.MaxBackoff = o.MaxBackoff
 			// The client-side retry quota would turn a burst of throttling
@@ -259,6 +261,10 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 				return aws.UnknownTernary
 			})}, so.Retryables...)
 		})
+		if warn == nil {
+			return std
+		}
+		return slowRetryer{RetryerV2: std, warn: warn}
 	}
 	cfg.Logger, cfg.ClientLogMode = logger, 0
 	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
