@@ -85,6 +85,18 @@ type loadOptions struct {
 // a long load on a terminal's stderr.
 func (a *app) runLoad(ctx context.Context, o loadOptions) error {
 	output := o.output
+	// -o FILE: a regular file is replaced atomically, a device or FIFO
+	// written into.
+	var (
+		target  string
+		special bool
+		err     error
+	)
+	if output != "" && output != "-" {
+		if target, special, err = outputTarget(output); err != nil {
+			return err
+		}
+	}
 	if t, err := a.txnFor(o.id); err != nil || t != nil {
 		if err != nil {
 			return err
@@ -101,8 +113,11 @@ func (a *app) runLoad(ctx context.Context, o loadOptions) error {
 		if fi, err := f.Stat(); err == nil {
 			size = fi.Size()
 		}
-		m := a.loadMeter(output, "load", size)
+		m := a.loadMeter(output, special, "load", size)
 		defer m.end()
+		if target != "" {
+			return writeTo(target, special, m.reader(f, ""))
+		}
 		return a.writePayload(output, m.reader(f, ""))
 	}
 	s, err := a.session(ctx, o.id)
@@ -118,7 +133,7 @@ func (a *app) runLoad(ctx context.Context, o loadOptions) error {
 	}
 	// Load downloads (S3) and verifies the whole payload before it hands
 	// out a byte, then it is written: a pass each.
-	m := a.loadMeter(output, "load: "+storage.PassVerify, -1)
+	m := a.loadMeter(output, special, "load: "+storage.PassVerify, -1)
 	defer m.end()
 	opts = append(opts, storage.ReportProgress(func(p storage.Progress) {
 		m.pass("load: "+p.Pass, p.Total)
@@ -148,11 +163,7 @@ func (a *app) runLoad(ctx context.Context, o loadOptions) error {
 		}{m.reader(cp.ReadCloser, ""), cp.ReadCloser}
 		return cp, nil
 	}
-	if output != "" && output != "-" {
-		target, special, err := outputTarget(output)
-		if err != nil {
-			return err
-		}
+	if target != "" {
 		if !special {
 			return loadToFile(target, func(spool *os.File) (*storage.Checkpoint, error) {
 				return load(append(opts, storage.SpoolTo(spool))...)
@@ -174,18 +185,11 @@ func (a *app) runLoad(ctx context.Context, o loadOptions) error {
 }
 
 // loadMeter starts the meter of a load to output, unless the payload goes
-// to a terminal, where the meter would draw over it, or to a device or a
-// FIFO (-o /dev/tty, -o /dev/stderr), which may be one.
-func (a *app) loadMeter(output, what string, size int64) *meter {
-	switch output {
-	case "", "-":
-		if a.terminal(a.io.Out) {
-			return nil
-		}
-	default:
-		if _, special, err := outputTarget(output); err != nil || special {
-			return nil
-		}
+// to a terminal, where the meter would draw over it, or (special) into a
+// device or a FIFO (-o /dev/tty, -o /dev/stderr), which may be one.
+func (a *app) loadMeter(output string, special bool, what string, size int64) *meter {
+	if special || (output == "" || output == "-") && a.terminal(a.io.Out) {
+		return nil
 	}
 	return a.startMeter(what, size)
 }
@@ -197,29 +201,25 @@ var errBinaryTerminal = errors.New("refusing to write a binary payload to a term
 // sniffLen is how much of a payload decides whether it is text.
 const sniffLen = 8 << 10
 
-// writePayload copies a payload to stdout (output "" or "-"), or to the file
-// output (see outputTarget). Unless output is "-", a binary payload is not
-// written to a terminal.
+// writePayload copies a payload to stdout (output "" or "-"). Unless output
+// is "-", a binary payload is not written to a terminal.
 func (a *app) writePayload(output string, r io.Reader) error {
-	if output == "" || output == "-" {
-		out := a.io.Out
-		if output == "" && a.terminal(out) {
-			br := bufio.NewReaderSize(r, sniffLen)
-			head, err := br.Peek(sniffLen)
-			if err != nil && err != io.EOF {
-				return fmt.Errorf("read payload: %w", err)
-			}
-			if looksBinary(head, err == io.EOF) {
-				return usageError{errBinaryTerminal}
-			}
-			r = br
+	out := a.io.Out
+	if output == "" && a.terminal(out) {
+		br := bufio.NewReaderSize(r, sniffLen)
+		head, err := br.Peek(sniffLen)
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("read payload: %w", err)
 		}
-		if _, err := io.Copy(out, r); err != nil {
-			return fmt.Errorf("write payload: %w", err)
+		if looksBinary(head, err == io.EOF) {
+			return usageError{errBinaryTerminal}
 		}
-		return nil
+		r = br
 	}
-	return writeOutput(output, r)
+	if _, err := io.Copy(out, r); err != nil {
+		return fmt.Errorf("write payload: %w", err)
+	}
+	return nil
 }
 
 // writeOutput writes r to the file path as cp and shell redirection do
@@ -227,10 +227,16 @@ func (a *app) writePayload(output string, r io.Reader) error {
 // FIFO written into.
 func writeOutput(path string, r io.Reader) error {
 	target, special, err := outputTarget(path)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case special:
+	}
+	return writeTo(target, special, r)
+}
+
+// writeTo writes r to target as outputTarget resolved it: into a special
+// file, or atomically replacing a regular one.
+func writeTo(target string, special bool, r io.Reader) error {
+	if special {
 		return writeInto(target, r)
 	}
 	return writeFileAtomically(target, r)

@@ -261,28 +261,7 @@ func (b *Backend) Copy(ctx context.Context, src, dst string) error {
 // List implements storage.Backend: ListObjectsV2 with delimiter "/", so
 // that the logs, under logs/, are one common prefix and not listed.
 func (b *Backend) List(ctx context.Context) ([]storage.ObjectInfo, error) {
-	var infos []storage.ObjectInfo
-	p := s3.NewListObjectsV2Paginator(b.st.client, &s3.ListObjectsV2Input{
-		Bucket:    &b.st.bucket,
-		Prefix:    &b.dir,
-		Delimiter: aws.String("/"),
-		MaxKeys:   aws.Int32(b.st.o.ListPageSize),
-	})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, b.st.requestError("list", b.dir, err)
-		}
-		for _, o := range page.Contents {
-			infos = append(infos, storage.ObjectInfo{
-				Name:     strings.TrimPrefix(aws.ToString(o.Key), b.dir),
-				Size:     aws.ToInt64(o.Size),
-				Modified: aws.ToTime(o.LastModified),
-				Version:  aws.ToString(o.ETag),
-			})
-		}
-	}
-	return infos, nil
+	return b.list(ctx, &s3.ListObjectsV2Input{Prefix: &b.dir, Delimiter: aws.String("/")})
 }
 
 // ListUnder implements storage.Backend: ListObjectsV2 of PREFIX/ID/DIR/,
@@ -292,16 +271,19 @@ func (b *Backend) ListUnder(ctx context.Context, dir string) ([]storage.ObjectIn
 		return nil, err
 	}
 	prefix := b.dir + dir + "/"
+	return b.list(ctx, &s3.ListObjectsV2Input{Prefix: &prefix})
+}
+
+// list pages through the objects in asks for, in the store's bucket, and
+// names them relative to the session.
+func (b *Backend) list(ctx context.Context, in *s3.ListObjectsV2Input) ([]storage.ObjectInfo, error) {
+	in.Bucket, in.MaxKeys = &b.st.bucket, aws.Int32(b.st.o.ListPageSize)
 	var infos []storage.ObjectInfo
-	p := s3.NewListObjectsV2Paginator(b.st.client, &s3.ListObjectsV2Input{
-		Bucket:  &b.st.bucket,
-		Prefix:  &prefix,
-		MaxKeys: aws.Int32(b.st.o.ListPageSize),
-	})
+	p := s3.NewListObjectsV2Paginator(b.st.client, in)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, b.st.requestError("list", prefix, err)
+			return nil, b.st.requestError("list", aws.ToString(in.Prefix), err)
 		}
 		for _, o := range page.Contents {
 			infos = append(infos, storage.ObjectInfo{
